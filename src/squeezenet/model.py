@@ -1,0 +1,296 @@
+"""Fire modules and the one builder that turns any Spec into a network.
+
+Module and parameter names follow torchvision's squeezenet.py inside a Fire
+module (squeeze, expand1x1, expand3x3) and the paper's layer names outside it
+(features.conv1, features.fire2, ..., classifier.conv10), so state dicts read
+like the paper's Table 1 and map one-to-one onto Caffe's layer names.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from .errors import InputSizeError
+from .spec import FireSpec, Spec, get_spec, pool_name
+
+
+def _conv(in_channels: int, out_channels: int, kernel: int, stride: int = 1,
+          padding: int = 0, batch_norm: bool = False) -> nn.Module:
+    """A plain convolution, or convolution + batch norm (a documented deviation from the paper)."""
+    if not batch_norm:
+        return nn.Conv2d(in_channels, out_channels, kernel, stride=stride, padding=padding)
+    return nn.Sequential(OrderedDict(
+        conv=nn.Conv2d(in_channels, out_channels, kernel, stride=stride, padding=padding, bias=False),
+        norm=nn.BatchNorm2d(out_channels),
+    ))
+
+
+class Fire(nn.Module):
+    """Squeeze with few 1x1 filters, then expand with 1x1 and 3x3 filters, concatenated.
+
+    The squeeze layer is Strategy 2 of the paper: it limits the input channels
+    the expensive 3x3 filters see. An expand branch with zero filters is left
+    out (the paper's pct_3x3 sweep reaches the ends of [0, 1]). ``bypass`` is
+    the paper's Section 6: None, an identity (simple), or a 1x1 conv (complex)
+    added to the module's output.
+    """
+
+    def __init__(self, in_channels: int, fire: FireSpec, batch_norm: bool = False,
+                 bypass: str | None = None) -> None:
+        super().__init__()
+        self.squeeze = _conv(in_channels, fire.squeeze, 1, batch_norm=batch_norm)
+        self.squeeze_activation = nn.ReLU(inplace=True)
+        self.expand1x1 = _conv(fire.squeeze, fire.expand1x1, 1, batch_norm=batch_norm) if fire.expand1x1 else None
+        self.expand1x1_activation = nn.ReLU(inplace=True)
+        self.expand3x3 = (
+            _conv(fire.squeeze, fire.expand3x3, 3, padding=1, batch_norm=batch_norm) if fire.expand3x3 else None
+        )
+        self.expand3x3_activation = nn.ReLU(inplace=True)
+        if bypass == "identity":
+            self.bypass: nn.Module | None = nn.Identity()
+        elif bypass == "conv":
+            self.bypass = nn.Conv2d(in_channels, fire.expand, 1)
+        else:
+            self.bypass = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        squeezed = self.squeeze_activation(self.squeeze(x))
+        branches = []
+        if self.expand1x1 is not None:
+            branches.append(self.expand1x1_activation(self.expand1x1(squeezed)))
+        if self.expand3x3 is not None:
+            branches.append(self.expand3x3_activation(self.expand3x3(squeezed)))
+        out = torch.cat(branches, 1) if len(branches) > 1 else branches[0]
+        if self.bypass is not None:
+            out = out + self.bypass(x)
+        return out
+
+
+def _bypass_kind(mode: str, in_channels: int, out_channels: int) -> str | None:
+    """Simple bypass only where channels match; complex adds a 1x1 conv where they do not."""
+    if mode == "none":
+        return None
+    if in_channels == out_channels:
+        return "identity"
+    return "conv" if mode == "complex" else None
+
+
+class SqueezeNet(nn.Module):
+    """A SqueezeNet-family network built from a Spec; forward returns logits.
+
+    Initialisation follows torchvision's reference: uniform Kaiming (He) for
+    every convolution, N(0, 0.01) for the final conv10 (so initial logits are
+    small and the loss starts near ln(num_classes)), and zero biases.
+    """
+
+    def __init__(self, spec: Spec) -> None:
+        super().__init__()
+        self.spec = spec
+        self.min_input_size = spec.min_input_size()
+        self.preprocess: Any = None  # set by the weights loader: PIL image -> input tensor
+        def pool() -> nn.Module:
+            return nn.MaxPool2d(spec.pool_kernel, spec.pool_stride, ceil_mode=True)
+
+        layers: OrderedDict[str, nn.Module] = OrderedDict()
+        layers["conv1"] = _conv(spec.in_channels, spec.conv1_filters, spec.conv1_kernel,
+                                spec.conv1_stride, spec.conv1_padding, spec.batch_norm)
+        layers["relu1"] = nn.ReLU(inplace=True)
+        if "conv1" in spec.pool_after:
+            layers[pool_name("conv1")] = pool()
+        channels = spec.conv1_filters
+        for name, fire in zip(spec.fire_names(), spec.fire_modules(), strict=True):
+            layers[name] = Fire(channels, fire, spec.batch_norm, _bypass_kind(spec.bypass, channels, fire.expand))
+            channels = fire.expand
+            if name in spec.pool_after:
+                layers[pool_name(name)] = pool()
+        self.features = nn.Sequential(layers)
+        self.classifier = nn.Sequential(OrderedDict(
+            dropout=nn.Dropout(spec.dropout),
+            conv10=nn.Conv2d(channels, spec.num_classes, 1, padding=spec.conv10_padding),
+            relu10=nn.ReLU(inplace=True),
+            pool10=nn.AdaptiveAvgPool2d(1),
+        ))
+        self._initialise()
+
+    def _initialise(self) -> None:
+        final = self.classifier.conv10
+        for module in self.modules():
+            if isinstance(module, nn.Conv2d):
+                if module is final:
+                    nn.init.normal_(module.weight, mean=0.0, std=0.01)
+                else:
+                    nn.init.kaiming_uniform_(module.weight)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not torch.jit.is_tracing() and not torch.compiler.is_compiling():
+            height, width = x.shape[-2:]
+            if min(height, width) < self.min_input_size:
+                raise InputSizeError(
+                    f"input {height}x{width} is too small for {self.spec.name!r}: "
+                    f"the minimum input size is {self.min_input_size}x{self.min_input_size}"
+                )
+        return torch.flatten(self.classifier(self.features(x)), 1)
+
+
+def build(arch: str | Spec = "1_0", **overrides: Any) -> SqueezeNet:
+    """Any preset name or Spec -> a freshly initialised network.
+
+    ``build("1_0", num_classes=10)`` overrides spec fields by name.
+    """
+    return SqueezeNet(get_spec(arch, **overrides))
+
+
+# -- summary: the paper's Table 1 for any spec ---------------------------------
+
+
+@dataclass
+class LayerSummary:
+    name: str
+    kind: str
+    output: dict[int, tuple[int, int, int]]
+    params: int
+    macs: dict[int, int]
+    s1x1: int | None = None
+    e1x1: int | None = None
+    e3x3: int | None = None
+
+
+@dataclass
+class Summary:
+    spec: Spec
+    input_sizes: tuple[int, ...]
+    layers: list[LayerSummary] = field(default_factory=list)
+
+    @property
+    def total_params(self) -> int:
+        return sum(layer.params for layer in self.layers)
+
+    def total_macs(self, size: int) -> int:
+        return sum(layer.macs[size] for layer in self.layers)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "arch": self.spec.name,
+            "spec": self.spec.to_dict(),
+            "input_sizes": list(self.input_sizes),
+            "layers": [
+                {
+                    "name": layer.name,
+                    "type": layer.kind,
+                    "output": {str(s): list(layer.output[s]) for s in self.input_sizes},
+                    "s1x1": layer.s1x1,
+                    "e1x1": layer.e1x1,
+                    "e3x3": layer.e3x3,
+                    "params": layer.params,
+                    "macs": {str(s): layer.macs[s] for s in self.input_sizes},
+                }
+                for layer in self.layers
+            ],
+            "total_params": self.total_params,
+            "total_macs": {str(s): self.total_macs(s) for s in self.input_sizes},
+            "size_mb_fp32": self.total_params * 4 / 1e6,
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    def __str__(self) -> str:
+        sizes = self.input_sizes
+        header = ["layer", *(f"output @{s}" for s in sizes), "s1x1", "e1x1", "e3x3", "params",
+                  *(f"MACs @{s}" for s in sizes)]
+        rows = []
+        for layer in self.layers:
+            rows.append([
+                layer.name,
+                *("x".join(map(str, (layer.output[s][1], layer.output[s][2], layer.output[s][0])))
+                  for s in sizes),
+                *(str(v) if v is not None else "" for v in (layer.s1x1, layer.e1x1, layer.e3x3)),
+                f"{layer.params:,}" if layer.params else "",
+                *(f"{layer.macs[s]:,}" if layer.macs[s] else "" for s in sizes),
+            ])
+        rows.append(["total", *("" for _ in sizes), "", "", "", f"{self.total_params:,}",
+                     *(f"{self.total_macs(s):,}" for s in sizes)])
+        widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+        lines = [f"SqueezeNet {self.spec.name!r}: {self.spec.num_classes} classes, "
+                 f"{self.total_params:,} parameters ({self.total_params * 4 / 1e6:.2f} MB as float32)"]
+        for row in [header, *rows]:
+            lines.append("  ".join(cell.ljust(w) if i == 0 else cell.rjust(w)
+                                   for i, (cell, w) in enumerate(zip(row, widths, strict=True))))
+            if row is header:
+                lines.append("  ".join("-" * w for w in widths))
+        return "\n".join(lines)
+
+
+def summary(model_or_spec: nn.Module | Spec | str, input_size: int | tuple[int, ...] = (224, 227)) -> Summary:
+    """Per-layer output sizes, filter counts, parameters and multiply-accumulates.
+
+    Measured on the real module with forward hooks (so bypass and batch-norm
+    variants are counted as built), at each requested square input size.
+    """
+    model = model_or_spec if isinstance(model_or_spec, nn.Module) else build(model_or_spec)
+    if not isinstance(model, SqueezeNet):
+        raise TypeError("summary() needs a SqueezeNet or a Spec")
+    spec = model.spec
+    sizes = (input_size,) if isinstance(input_size, int) else tuple(input_size)
+    for size in sizes:
+        spec.spatial_sizes(size)  # raises a clear error when too small
+    top_level = [(n, m) for n, m in model.features.named_children() if not isinstance(m, nn.ReLU)]
+    top_level += [(n, m) for n, m in model.classifier.named_children() if n in ("conv10", "pool10")]
+    outputs: dict[str, dict[int, tuple[int, int, int]]] = {n: {} for n, _ in top_level}
+    macs: dict[str, dict[int, int]] = {n: dict.fromkeys(sizes, 0) for n, _ in top_level}
+    hooks = []
+    current: dict[str, int] = {}
+
+    def record_output(name: str):
+        def hook(_module: nn.Module, _inputs: Any, output: torch.Tensor) -> None:
+            outputs[name][current["size"]] = tuple(output.shape[1:])
+        return hook
+
+    def record_macs(name: str):
+        def hook(module: nn.Conv2d, _inputs: Any, output: torch.Tensor) -> None:
+            per_output = module.in_channels // module.groups * module.kernel_size[0] * module.kernel_size[1]
+            macs[name][current["size"]] += output.numel() // output.shape[0] * per_output
+        return hook
+
+    for name, module in top_level:
+        hooks.append(module.register_forward_hook(record_output(name)))
+        for sub in module.modules():
+            if isinstance(sub, nn.Conv2d):
+                hooks.append(sub.register_forward_hook(record_macs(name)))
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            for size in sizes:
+                current["size"] = size
+                model(torch.zeros(1, spec.in_channels, size, size))
+    finally:
+        for hook in hooks:
+            hook.remove()
+        model.train(was_training)
+
+    result = Summary(spec, sizes)
+    fires = dict(zip(spec.fire_names(), spec.fire_modules(), strict=True))
+    for name, module in top_level:
+        fire = fires.get(name)
+        kind = "fire" if fire else ("maxpool" if name.startswith("pool") and name != "pool10" else
+                                    "avgpool" if name == "pool10" else "conv")
+        result.layers.append(LayerSummary(
+            name=name,
+            kind=kind,
+            output=outputs[name],
+            params=sum(p.numel() for p in module.parameters()),
+            macs=macs[name],
+            s1x1=fire.squeeze if fire else None,
+            e1x1=fire.expand1x1 if fire else None,
+            e3x3=fire.expand3x3 if fire else None,
+        ))
+    return result
