@@ -7,17 +7,22 @@
 
 from .errors import DataError, InputSizeError, SpecError, SqueezeNetError, TrainingError, WeightsError
 from .model import Fire, SqueezeNet, Summary, build, summary
+from .preprocess import PREPROCESSING_PRESETS, Preprocessing, get_preprocessing
 from .spec import PRESETS, FireSpec, Metaparameters, Spec, get_spec, register
+from .weights.io import load, read_safetensors, save
+from .weights.registry import pretrained
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "PREPROCESSING_PRESETS",
     "PRESETS",
     "DataError",
     "Fire",
     "FireSpec",
     "InputSizeError",
     "Metaparameters",
+    "Preprocessing",
     "Spec",
     "SpecError",
     "SqueezeNet",
@@ -26,7 +31,12 @@ __all__ = [
     "TrainingError",
     "WeightsError",
     "build",
+    "get_preprocessing",
     "get_spec",
+    "load",
+    "pretrained",
+    "read_safetensors",
     "register",
+    "save",
     "summary",
 ]

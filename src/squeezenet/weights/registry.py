@@ -1,0 +1,127 @@
+"""Public pretrained SqueezeNet weights by name, fetched once into torch.hub's cache with the sha256 checked.
+
+``pretrained("1_1-torchvision")`` downloads (first time only) and loads.
+Every entry pins a URL and the file's sha256: the full digest where one is
+published, else the hash prefix torchvision puts in its file names. Offline,
+the error says to pass a local file to ``load`` (or ``--weights PATH``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import urllib.error
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch.hub
+
+from ..errors import WeightsError
+from ..model import SqueezeNet
+from ..preprocess import Preprocessing
+from .io import load
+
+CACHE_SUBFOLDER = "squeezenet"
+
+
+@dataclass(frozen=True)
+class PretrainedWeights:
+    """One public weights file: where it lives, what its bytes hash to, what it is."""
+
+    name: str
+    url: str
+    sha256: str  # the full hex digest, or a prefix of it (at least 8 characters)
+    description: str
+
+    @property
+    def filename(self) -> str:
+        return self.url.rsplit("/", 1)[-1]
+
+
+REGISTRY: dict[str, PretrainedWeights] = {}
+
+
+def register_pretrained(entry: PretrainedWeights) -> PretrainedWeights:
+    if len(entry.sha256) < 8:
+        raise ValueError(f"{entry.name}: a sha256 (or a prefix of at least 8 hex digits) is required")
+    REGISTRY[entry.name] = entry
+    return entry
+
+
+# Hashes: torchvision 1_1 and the forresti caffemodels as published by OpenVINO's Open Model Zoo
+# (model.yml) and several other projects; torchvision 1_0: only the prefix in its file name; the Deep
+# Compression file: measured on the released file (../shared/weights/deep_compression_v1.0/FORMAT.md).
+_FORRESTI = "https://github.com/forresti/SqueezeNet/raw/a47b6f13d30985279789d08053d37013d67d131b"
+register_pretrained(PretrainedWeights(
+    "1_0-torchvision", "https://download.pytorch.org/models/squeezenet1_0-b66bff10.pth", "b66bff10",
+    "torchvision's SqueezeNet 1.0 (IMAGENET1K_V1), retrained in PyTorch; torchvision preprocessing"))
+register_pretrained(PretrainedWeights(
+    "1_1-torchvision", "https://download.pytorch.org/models/squeezenet1_1-b8a52dc0.pth",
+    "b8a52dc049b60e4b6ab68ad0df457362afab8b6304b2febdc1650a5dab4d7e7b",
+    "torchvision's SqueezeNet 1.1 (IMAGENET1K_V1), retrained in PyTorch; torchvision preprocessing"))
+register_pretrained(PretrainedWeights(
+    "1_0-caffe", f"{_FORRESTI}/SqueezeNet_v1.0/squeezenet_v1.0.caffemodel",
+    "9ff8035aada1f9ffa880b35252680d971434b141ec9fbacbe88309f0f9a675ce",
+    "the original Caffe SqueezeNet v1.0 (DeepScale, BSD-2); conv10 pad 1; Caffe preprocessing"))
+register_pretrained(PretrainedWeights(
+    "1_1-caffe", f"{_FORRESTI}/SqueezeNet_v1.1/squeezenet_v1.1.caffemodel",
+    "72b912ace512e8621f8ff168a7d72af55910d3c7c9445af8dfbff4c2ee960142",
+    "the original Caffe SqueezeNet v1.1 (DeepScale, BSD-2); Caffe preprocessing"))
+register_pretrained(PretrainedWeights(
+    "1_0-deep-compression",
+    "https://github.com/songhan/SqueezeNet-Deep-Compression/raw/5623e3cdbe1fcd83328c61ce2ee42c34ed319aa3/"
+    "compressed_SqueezeNet.net",
+    "e4ab6960ae8cd81505e1c2136921201507e930966c53deaf15862a395b3a3261",
+    "the paper's 660 KB Deep Compression SqueezeNet v1.0 (8-bit shared, pruned); Caffe preprocessing"))
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for chunk in iter(lambda: file.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def get_pretrained(name: str) -> PretrainedWeights:
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        raise WeightsError(f"unknown pretrained weights {name!r}; known: {', '.join(REGISTRY)}") from None
+
+
+def download(entry: str | PretrainedWeights, cache_dir: str | os.PathLike[str] | None = None,
+             progress: bool = True) -> Path:
+    """The local path of a registry file, downloaded into the cache first if absent or damaged."""
+    entry = get_pretrained(entry) if isinstance(entry, str) else entry
+    folder = Path(cache_dir) if cache_dir is not None else Path(torch.hub.get_dir()) / "checkpoints" / CACHE_SUBFOLDER
+    path = folder / entry.filename
+    if path.is_file() and _sha256(path).startswith(entry.sha256):
+        return path
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        torch.hub.download_url_to_file(entry.url, str(path), hash_prefix=entry.sha256, progress=progress)
+    except (urllib.error.URLError, TimeoutError, ConnectionError) as error:
+        reason = getattr(error, "reason", error)
+        raise WeightsError(
+            f"cannot download {entry.name!r} from {entry.url} ({reason}); offline? fetch it elsewhere and pass the "
+            "local file instead (squeezenet.load(PATH), or --weights PATH)"
+        ) from None
+    except RuntimeError as error:  # torch.hub's hash check
+        raise WeightsError(f"{entry.url}: downloaded file failed its sha256 check ({error}); not kept") from None
+    except OSError as error:
+        raise WeightsError(f"{path}: cannot store the download ({error.strerror or error})") from None
+    return path
+
+
+def pretrained(name: str | PretrainedWeights, *, preprocess: str | Preprocessing | None = None,
+               cache_dir: str | os.PathLike[str] | None = None, progress: bool = True) -> SqueezeNet:
+    """A registry entry (e.g. "1_1-torchvision") as a model in eval mode, with its preprocessing attached."""
+    return load(download(name, cache_dir, progress), preprocess=preprocess)
+
+
+def resolve(path_or_name: str | os.PathLike[str]) -> Path:
+    """A local weights file as given, or a registry name's cached download (so --weights takes either)."""
+    if isinstance(path_or_name, str) and path_or_name in REGISTRY and not Path(path_or_name).exists():
+        return download(path_or_name)
+    return Path(path_or_name)
