@@ -1,0 +1,36 @@
+"""Deep Compression for SqueezeNet: magnitude pruning, k-means weight sharing, Huffman coding, ``.sqz`` files.
+
+    import squeezenet as sq
+    result = sq.compress("compressed_SqueezeNet.net", "model.sqz", bits=6, huffman=True)
+    print(result.report)          # Table 1/2-style: density, bits and exact bytes per layer
+    model = sq.load("model.sqz")  # a dense model again
+
+Modules, in the order the pipeline uses them: ``prune`` (per-layer magnitude
+pruning), ``quantize`` (k-means sharing, fine-tuning parametrizations),
+``huffman`` and ``sqz`` (the container and the paper's ``.net`` layout),
+``report``, ``pipeline`` (all of it), ``finetune`` (through the training loop).
+"""
+
+from .layers import CompressionError
+from .pipeline import CompressionResult, compress
+from .prune import PAPER_DENSITIES, prune
+from .quantize import SharedLayer, share_weights
+from .report import CompressionReport
+from .sqz import Encoding, decode_sqz, encode_net, encode_sqz, read_sqz, write_sqz
+
+__all__ = [
+    "PAPER_DENSITIES",
+    "CompressionError",
+    "CompressionReport",
+    "CompressionResult",
+    "Encoding",
+    "SharedLayer",
+    "compress",
+    "decode_sqz",
+    "encode_net",
+    "encode_sqz",
+    "prune",
+    "read_sqz",
+    "share_weights",
+    "write_sqz",
+]
