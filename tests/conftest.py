@@ -17,6 +17,20 @@ def shared_path(relative: str) -> Path:
     return path
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _private_cache(tmp_path_factory: pytest.TempPathFactory):
+    """Exports and unpacked datasets that tests make go to a temporary cache, not the user's."""
+    import os
+
+    before = os.environ.get("SQUEEZENET_CACHE")
+    os.environ["SQUEEZENET_CACHE"] = str(tmp_path_factory.mktemp("squeezenet-cache"))
+    yield
+    if before is None:
+        os.environ.pop("SQUEEZENET_CACHE", None)
+    else:
+        os.environ["SQUEEZENET_CACHE"] = before
+
+
 @pytest.fixture
 def shared() -> Path:
     if not SHARED.exists():

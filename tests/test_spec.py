@@ -64,6 +64,7 @@ def test_explicit_fire_list_is_accepted():
         ({"pool_after": ("fire4", "conv1")}, "pool_after"),
         ({"bypass": "sideways"}, "bypass"),
         ({"dropout": 1.0}, "dropout"),
+        ({"dropout": None}, "dropout"),
         ({"fires": (sq.FireSpec(0, 8, 8),)}, "fire2.squeeze"),
         ({"fires": (sq.FireSpec(4, 0, 0),)}, "fire2"),
         ({"fires": ()}, "fires"),

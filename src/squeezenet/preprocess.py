@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +31,8 @@ from torchvision.transforms.v2 import functional as F
 
 from .errors import DataError
 
+MAX_SIDE = 4096  # largest resize/crop a recipe may ask for (a network never needs more; see Spec.min_input_size)
+MAX_PIXELS = MAX_SIDE * MAX_SIDE  # "short_side" caps the long side so that no resized image holds more pixels
 RESIZE_MODES = ("squash", "short_side")
 CHANNEL_ORDERS = ("RGB", "BGR", "L")
 INTERPOLATIONS = {
@@ -61,10 +64,13 @@ class Preprocessing:
         self.validate()
 
     def validate(self) -> None:
+        if not isinstance(self.name, str):
+            raise DataError(f"preprocessing name must be a string, got {self.name!r}")
         for name in ("resize", "crop"):
             value = getattr(self, name)
-            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
-                raise DataError(f"preprocessing {name} must be a positive integer or None, got {value!r}")
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool)
+                                      or not 1 <= value <= MAX_SIDE):
+                raise DataError(f"preprocessing {name} must be an integer from 1 to {MAX_SIDE} or None, got {value!r}")
         if self.resize_mode not in RESIZE_MODES:
             raise DataError(f"preprocessing resize_mode must be one of {', '.join(RESIZE_MODES)}, "
                             f"got {self.resize_mode!r}")
@@ -74,16 +80,17 @@ class Preprocessing:
         if self.interpolation not in INTERPOLATIONS:
             raise DataError(f"preprocessing interpolation must be one of {', '.join(INTERPOLATIONS)}, "
                             f"got {self.interpolation!r}")
-        if not isinstance(self.scale, (int, float)) or not self.scale > 0:
-            raise DataError(f"preprocessing scale must be positive, got {self.scale!r}")
+        if not isinstance(self.scale, (int, float)) or not 0 < self.scale < math.inf:
+            raise DataError(f"preprocessing scale must be positive and finite, got {self.scale!r}")
         channels = self.channels
         for name in ("mean", "std"):
             value = getattr(self, name)
             if not isinstance(value, tuple) or len(value) != channels:
                 raise DataError(f"preprocessing {name} needs {channels} values for {self.channel_order}, "
                                 f"got {value!r}")
-        if min(self.std) <= 0:
-            raise DataError(f"preprocessing std must be positive, got {self.std!r}")
+        if not all(math.isfinite(v) for v in self.mean) or not all(0 < v < math.inf for v in self.std):
+            raise DataError(f"preprocessing mean must be finite and std positive and finite, got {self.mean!r} and "
+                            f"{self.std!r}")
 
     @property
     def channels(self) -> int:
@@ -105,8 +112,11 @@ class Preprocessing:
         image = image.convert("L" if self.channel_order == "L" else "RGB")
         interpolation = INTERPOLATIONS[self.interpolation]
         if self.resize is not None:
-            size = [self.resize, self.resize] if self.resize_mode == "squash" else [self.resize]
-            image = F.resize(image, size, interpolation=interpolation, antialias=True)
+            if self.resize_mode == "squash":
+                image = F.resize(image, [self.resize, self.resize], interpolation=interpolation, antialias=True)
+            else:  # an extreme aspect ratio (say 20000x1) gets its long side capped, not gigabytes of pixels
+                image = F.resize(image, [self.resize], interpolation=interpolation, antialias=True,
+                                 max_size=max(self.resize + 1, MAX_PIXELS // self.resize))
         if self.crop is not None:
             image = F.center_crop(image, [self.crop, self.crop])
         tensor = F.pil_to_tensor(image).to(torch.float32)
@@ -146,7 +156,7 @@ class Preprocessing:
     def from_json(cls, text: str) -> Preprocessing:
         try:
             return cls.from_dict(json.loads(text))
-        except json.JSONDecodeError as error:
+        except (json.JSONDecodeError, RecursionError) as error:
             raise DataError(f"preprocessing is not valid JSON: {error}") from None
 
 

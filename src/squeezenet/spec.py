@@ -21,6 +21,7 @@ from typing import Any
 from .errors import InputSizeError, SpecError
 
 BYPASS_MODES = ("none", "simple", "complex")
+MAX_FIRE_MODULES = 256  # far beyond any SqueezeNet (8); bounds the work a forged spec in a weights file can ask for
 
 
 def round_half_up(value: float) -> int:
@@ -62,12 +63,14 @@ class Metaparameters:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise SpecError(f"{name} must be a positive integer, got {value!r}")
+        if self.num_fires > MAX_FIRE_MODULES:
+            raise SpecError(f"num_fires must be at most {MAX_FIRE_MODULES}, got {self.num_fires!r}")
         if not isinstance(self.incr_e, int) or isinstance(self.incr_e, bool) or self.incr_e < 0:
             raise SpecError(f"incr_e must be a non-negative integer, got {self.incr_e!r}")
         if not 0.0 <= float(self.pct_3x3) <= 1.0:
             raise SpecError(f"pct_3x3 must be in [0, 1], got {self.pct_3x3!r}")
-        if not float(self.squeeze_ratio) > 0.0:
-            raise SpecError(f"squeeze_ratio must be positive, got {self.squeeze_ratio!r}")
+        if not 0.0 < float(self.squeeze_ratio) < math.inf:
+            raise SpecError(f"squeeze_ratio must be positive and finite, got {self.squeeze_ratio!r}")
 
     def fires(self) -> tuple[FireSpec, ...]:
         self.validate()
@@ -134,6 +137,8 @@ class Spec:
     # -- validation ----------------------------------------------------------
 
     def validate(self) -> None:
+        if not isinstance(self.name, str) or not self.name:
+            raise SpecError(f"name must be a non-empty string, got {self.name!r}")
         positive = (
             "conv1_filters", "conv1_kernel", "conv1_stride", "pool_kernel", "pool_stride",
             "num_classes", "in_channels",
@@ -142,7 +147,12 @@ class Spec:
             _check_int(name, getattr(self, name), minimum=1)
         _check_int("conv1_padding", self.conv1_padding, minimum=0)
         _check_int("conv10_padding", self.conv10_padding, minimum=0)
-        if not 0.0 <= float(self.dropout) < 1.0:
+        # Wider padding only adds zero borders, and would let a forged spec blow up the activations.
+        if self.conv1_padding > self.conv1_kernel or self.conv10_padding > 1:
+            raise SpecError(f"conv1_padding must be at most conv1_kernel ({self.conv1_kernel}) and conv10_padding at "
+                            f"most 1, got {self.conv1_padding} and {self.conv10_padding}")
+        dropout = self.dropout
+        if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
             raise SpecError(f"dropout must be in [0, 1), got {self.dropout!r}")
         if self.bypass not in BYPASS_MODES:
             raise SpecError(f"bypass must be one of {', '.join(BYPASS_MODES)}, got {self.bypass!r}")
@@ -151,6 +161,8 @@ class Spec:
         fires = self.fire_modules()
         if not fires:
             raise SpecError("fires: a SqueezeNet needs at least one Fire module")
+        if len(fires) > MAX_FIRE_MODULES:
+            raise SpecError(f"fires: at most {MAX_FIRE_MODULES} Fire modules, got {len(fires)}")
         for index, fire in enumerate(fires):
             name = f"fire{index + 2}"
             if not isinstance(fire, FireSpec):
@@ -235,21 +247,28 @@ class Spec:
                 values["fires"] = Metaparameters(**fires["metaparameters"])
             elif fires is not None:
                 values["fires"] = tuple(FireSpec(*map(int, f)) for f in fires)
-        except (KeyError, TypeError, ValueError) as error:
-            raise SpecError(f"fires: cannot read {fires!r} ({error})") from None
-        if "pool_after" in values:
-            values["pool_after"] = tuple(values["pool_after"])
+        except (KeyError, TypeError, ValueError, OverflowError) as error:
+            raise SpecError(f"fires: cannot read {_short(fires)} ({error})") from None
         try:
+            if "pool_after" in values:
+                values["pool_after"] = tuple(values["pool_after"])
             return cls(**values)
-        except TypeError as error:
+        except SpecError:
+            raise
+        except (TypeError, ValueError, OverflowError) as error:  # e.g. a string where a number belongs
             raise SpecError(f"bad spec: {error}") from None
 
     @classmethod
     def from_json(cls, text: str) -> Spec:
         try:
             return cls.from_dict(json.loads(text))
-        except json.JSONDecodeError as error:
+        except (json.JSONDecodeError, RecursionError) as error:
             raise SpecError(f"spec is not valid JSON: {error}") from None
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 120 else text[:117] + "..."
 
 
 def pool_name(after: str) -> str:
@@ -291,6 +310,17 @@ register(
         conv1_stride=1,
         conv1_padding=1,
         pool_after=("fire3", "fire5"),
+        num_classes=10,
+    )
+)
+register(
+    Spec(
+        name="cifar_fast",  # cifar with a pool after the stem too: a quarter of its MACs, for training on CPUs
+        conv1_filters=64,
+        conv1_kernel=3,
+        conv1_stride=1,
+        conv1_padding=1,
+        pool_after=("conv1", "fire3", "fire5"),
         num_classes=10,
     )
 )

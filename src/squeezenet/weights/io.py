@@ -221,7 +221,7 @@ def _load_safetensors(path: Path, arch: str | Spec | None) -> tuple[SqueezeNet, 
     if "class_names" in stored.metadata:  # a JSON list, written by training for datasets other than ImageNet
         try:
             names = json.loads(stored.metadata["class_names"])
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):
             names = None
         if not isinstance(names, list) or len(names) != model.spec.num_classes:
             raise WeightsError(f"{path}: metadata class_names is not a list of {model.spec.num_classes} names")
@@ -236,9 +236,14 @@ def _load_torch(path: Path, arch: str | Spec | None) -> tuple[SqueezeNet, Prepro
         raise WeightsError(f"{path}: not a readable PyTorch weights file ({_first_line(error)})") from None
     if isinstance(loaded, Mapping) and isinstance(loaded.get("state_dict"), Mapping):
         loaded = loaded["state_dict"]
-    if not isinstance(loaded, Mapping) or not all(isinstance(v, torch.Tensor) for v in loaded.values()):
-        raise WeightsError(f"{path}: holds a {type(loaded).__name__}, not a state dict of tensors")
+    if not isinstance(loaded, Mapping) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                                  for k, v in loaded.items()):
+        raise WeightsError(f"{path}: holds a {type(loaded).__name__}, not a state dict of named tensors")
     state = dict(loaded)
+    for key, tensor in state.items():  # weights_only still admits sparse, meta, complex and quantized tensors
+        if tensor.layout != torch.strided or tensor.is_meta or tensor.is_complex() or tensor.is_quantized:
+            raise WeightsError(f"{path}: tensor {key!r} is not a dense real tensor ({tensor.layout}, {tensor.dtype}, "
+                               f"on {tensor.device})")
     if any(key.startswith("features.conv1.") for key in state):  # already our names
         classes = _classes_of(state.get("classifier.conv10.weight"))
         model = _build_first_fit(path, arch, lambda spec: spec, lambda m: _fit(state, m, str(path)), classes)
@@ -306,23 +311,39 @@ def _load_deep_compression(path: Path, arch: str | Spec | None) -> tuple[Squeeze
 
 def _build_first_fit(path: Path, arch: str | Spec | None, adjust: Callable[[Spec], Spec],
                      convert: Callable[[SqueezeNet], dict[str, torch.Tensor]], num_classes: int | None) -> SqueezeNet:
-    """Build each candidate spec and keep the first whose tensors all fit; else the first candidate's error."""
+    """Build each candidate spec and keep the first whose tensors all fit; else the first candidate's error.
+
+    Shapes are checked against a skeleton on the meta device, so the real network (and its memory) only
+    exists once the file's own tensors fill it: a forged spec cannot make the loader allocate more than the file holds.
+    """
     if isinstance(arch, Spec):
         candidates = [arch]
     else:
         names = [arch] if arch is not None else list(PRESETS)
-        candidates = [adjust(get_spec(name)) for name in names]
-        if num_classes is not None:
-            candidates = [spec.replace(num_classes=num_classes) for spec in candidates]
+        try:
+            candidates = [adjust(get_spec(name)) for name in names]
+            if num_classes is not None:
+                candidates = [spec.replace(num_classes=num_classes) for spec in candidates]
+        except SqueezeNetError as error:  # e.g. a padding read from the file that no valid spec has
+            raise WeightsError(f"{path}: {error}") from None
     errors = []
     for spec in candidates:
-        model = SqueezeNet(spec)
+        try:  # shapes only, on the meta device: nothing is allocated until every tensor of the file fits
+            with torch.device("meta"):
+                skeleton = SqueezeNet(spec)
+        except (SqueezeNetError, RuntimeError, TypeError, OverflowError) as error:  # sizes torch cannot hold
+            errors.append(f"{path}: architecture {spec.name!r} cannot be built ({_first_line(error)})")
+            continue
         try:
-            state = convert(model)
+            state = convert(skeleton)
         except WeightsError as error:
             errors.append(str(error))
             continue
-        model.load_state_dict(state, strict=True)
+        model = SqueezeNet(spec)
+        try:
+            model.load_state_dict(state, strict=True)
+        except RuntimeError as error:  # a dtype torch cannot copy into float parameters
+            raise WeightsError(f"{path}: tensors do not load ({_first_line(error)})") from None
         return model
     if len(candidates) == 1:
         raise WeightsError(errors[0])
