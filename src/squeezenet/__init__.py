@@ -5,10 +5,13 @@
     print(sq.summary("1_0"))
 """
 
+from .compress import compress  # registers .sqz with load; sq.compress is the function
+from .deploy import ExportError, export_onnx, export_openvino
 from .errors import DataError, InputSizeError, SpecError, SqueezeNetError, TrainingError, WeightsError
 from .model import Fire, SqueezeNet, Summary, build, summary
 from .preprocess import PREPROCESSING_PRESETS, Preprocessing, get_preprocessing
 from .spec import PRESETS, FireSpec, Metaparameters, Spec, get_spec, register
+from .train import TrainConfig, train
 from .weights.io import load, read_safetensors, save
 from .weights.registry import pretrained
 
@@ -18,6 +21,7 @@ __all__ = [
     "PREPROCESSING_PRESETS",
     "PRESETS",
     "DataError",
+    "ExportError",
     "Fire",
     "FireSpec",
     "InputSizeError",
@@ -28,9 +32,13 @@ __all__ = [
     "SqueezeNet",
     "SqueezeNetError",
     "Summary",
+    "TrainConfig",
     "TrainingError",
     "WeightsError",
     "build",
+    "compress",
+    "export_onnx",
+    "export_openvino",
     "get_preprocessing",
     "get_spec",
     "load",
@@ -39,4 +47,5 @@ __all__ = [
     "register",
     "save",
     "summary",
+    "train",
 ]

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import sys
 from collections.abc import Callable, Sequence
 
 from .errors import SqueezeNetError
-from .model import build, summary
+from .model import SqueezeNet, build, summary
 from .spec import PRESETS, Metaparameters, Spec, get_spec
 
 Handler = Callable[[argparse.Namespace], int]
@@ -61,6 +62,30 @@ def spec_from_args(args: argparse.Namespace, default_arch: str = "1_0") -> Spec:
     return spec.replace(**overrides) if overrides else spec
 
 
+def add_weights_arguments(parser: argparse.ArgumentParser, required: bool = True) -> None:
+    """--weights (a file in any supported format, or a pretrained name), --preprocess, and --arch if absent."""
+    from .preprocess import PREPROCESSING_PRESETS
+    from .weights.registry import REGISTRY
+
+    group = parser.add_argument_group("weights")
+    group.add_argument("--weights", required=required, metavar="PATH",
+                       help=".safetensors, .pth/.pt, .caffemodel, .net or .sqz file, or a pretrained name "
+                            f"({', '.join(REGISTRY)}); the format is detected")
+    group.add_argument("--preprocess", choices=sorted(PREPROCESSING_PRESETS), default=None,
+                       help="override the preprocessing that comes with the weights")
+    if not any("--arch" in action.option_strings for action in parser._actions):
+        group.add_argument("--arch", default=None, choices=sorted(PRESETS),
+                           help="architecture the weights are for (default: from the file)")
+
+
+def load_model(args: argparse.Namespace) -> SqueezeNet:
+    """The model named by --weights (and --arch, --preprocess), in eval mode with its preprocessing."""
+    from .weights.io import load
+    from .weights.registry import resolve
+
+    return load(resolve(args.weights), arch=args.arch, preprocess=args.preprocess)
+
+
 # -- summary -------------------------------------------------------------------
 
 
@@ -70,20 +95,310 @@ def _add_summary(commands: argparse._SubParsersAction) -> Handler:
     parser.add_argument("--input-size", type=_sizes, default=None,
                         help="comma-separated square input sizes (default 224,227; the cifar preset: 32)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    add_weights_arguments(parser, required=False)
     return _summary
 
 
 def _summary(args: argparse.Namespace) -> int:
-    spec = spec_from_args(args)
+    model = load_model(args) if args.weights else build(spec_from_args(args))
+    spec = model.spec
     sizes = args.input_size or ((32,) if spec.name == "cifar" else (224, 227))
-    table = summary(build(spec), sizes)
+    table = summary(model, sizes)
     print(table.to_json() if args.json else table)
     return 0
 
 
+# -- predict / evaluate ----------------------------------------------------------
+
+
+def _add_predict(commands: argparse._SubParsersAction) -> Handler:
+    parser = commands.add_parser("predict", help="the most probable classes of each image")
+    parser.add_argument("images", nargs="+", metavar="IMAGE")
+    add_weights_arguments(parser)
+    parser.add_argument("--topk", type=int, default=5, help="classes to show per image (default 5)")
+    parser.add_argument("--json", action="store_true", help="print one JSON list")
+    add_backend_argument(parser)
+    return _predict
+
+
+def add_backend_argument(parser: argparse.ArgumentParser) -> None:
+    """--backend: which runtime runs the model (--weights may then also be an exported .onnx or .xml file)."""
+    from .deploy import BACKENDS
+
+    parser.add_argument("--backend", choices=("auto", *BACKENDS), default="auto",
+                        help="runtime: auto (default) = the fastest installed, in the order "
+                             f"{', '.join(BACKENDS)}; with onnxruntime/openvino, --weights may be a file "
+                             "from `squeezenet export`")
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from .deploy import inference_model
+    from .evaluate import predict
+
+    model = inference_model(args.weights, args.backend, arch=args.arch, preprocess=args.preprocess)
+    results = predict(model, args.images, topk=args.topk)
+    if args.json:
+        print(json.dumps([{"image": image, "predictions": [dataclasses.asdict(p) for p in best]}
+                          for image, best in zip(args.images, results, strict=True)], indent=2))
+        return 0
+    for image, best in zip(args.images, results, strict=True):
+        print(image)
+        for prediction in best:
+            print(f"  {prediction.probability:7.2%}  {prediction.name} ({prediction.class_index})")
+    return 0
+
+
+def _add_evaluate(commands: argparse._SubParsersAction) -> Handler:
+    parser = commands.add_parser("evaluate", help="top-1/top-5 accuracy over a labelled image folder")
+    add_weights_arguments(parser)
+    parser.add_argument("--data", required=True, metavar="DIR",
+                        help="an ImageFolder tree (class subfolders) or a flat folder with a labels CSV")
+    parser.add_argument("--labels", metavar="CSV", help="CSV with filename,class_index columns "
+                                                        "(default: DIR/labels.csv for a flat folder)")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--workers", type=int, default=0, help="image-decoding worker processes (default 0)")
+    parser.add_argument("--json", action="store_true", help='print {"top1": ..., "top5": ..., "n": ...} (fractions)')
+    return _evaluate
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from .data import labelled_images
+    from .evaluate import evaluate
+
+    model = load_model(args)
+    items, _ = labelled_images(args.data, args.labels, num_classes=model.spec.num_classes)
+    result = evaluate(model, items, batch_size=args.batch_size, workers=args.workers, progress=sys.stderr.isatty())
+    if args.json:
+        print(json.dumps(result.to_dict()))
+    else:
+        print(f"top-1 {result.top1:.2%}  top-5 {result.top5:.2%}  over {result.n} images")
+    return 0
+
+
+# -- train / plot --------------------------------------------------------------
+
+
+def _add_train(commands: argparse._SubParsersAction) -> Handler:
+    from .train import add_arguments
+
+    parser = commands.add_parser("train", help="train on digits, CIFAR-10 or an image folder (resumable, DDP)",
+                                 description="Train a SqueezeNet. Defaults are the paper's recipe; the run folder "
+                                             "(--out) gets checkpoints, metrics and the config. Under torchrun, "
+                                             "every process trains on its share of each batch.")
+    add_arguments(parser)
+    return _train
+
+
+def _train(args: argparse.Namespace) -> int:
+    from .train import config_from_arguments, train
+
+    try:
+        result = train(config_from_arguments(args))
+    except KeyboardInterrupt as interrupt:
+        print(f"squeezenet train: interrupted{': ' + str(interrupt) if str(interrupt) else ''}", file=sys.stderr)
+        return 130
+    if result.main:
+        best = result.best
+        score = f"test top-1 {best['test_top1']:.2%}" if "test_top1" in best else f"train loss {best['train_loss']:.4f}"
+        print(f"done: {result.epochs_done} epochs, {result.steps} steps; best {score} at epoch {best['epoch']}; "
+              f"weights {result.run / 'best.safetensors'}")
+    return 0
+
+
+def _add_plot(commands: argparse._SubParsersAction) -> Handler:
+    parser = commands.add_parser("plot", help="draw a run's loss, accuracy and learning-rate curves to a PNG")
+    parser.add_argument("run", metavar="RUN_DIR", help="a run folder made by `squeezenet train`")
+    parser.add_argument("--output", "-o", metavar="PNG", help="where to write (default RUN_DIR/curves.png)")
+    return _plot
+
+
+def _plot(args: argparse.Namespace) -> int:
+    from .plots import plot_run
+
+    print(plot_run(args.run, args.output))
+    return 0
+
+
+# -- export / benchmark ----------------------------------------------------------
+
+
+def _add_export(commands: argparse._SubParsersAction) -> Handler:
+    parser = commands.add_parser("export", help="write ONNX or OpenVINO IR (optionally int8), checked against PyTorch")
+    add_weights_arguments(parser)
+    parser.add_argument("--format", choices=("onnx", "openvino"), default="onnx",
+                        help="onnx (default) or openvino (NAME.xml + NAME.bin; needs squeezenet[openvino])")
+    parser.add_argument("--out", required=True, metavar="FILE", help="output file (.onnx, or .xml for openvino)")
+    parser.add_argument("--int8", action="store_true",
+                        help="int8 post-training quantization (ONNX Runtime for onnx, NNCF for openvino)")
+    parser.add_argument("--calib", metavar="DIR", help="folder of real images to calibrate int8 on (needed by --int8)")
+    parser.add_argument("--calib-images", type=int, default=100, metavar="N",
+                        help="calibration images to use (default 100)")
+    parser.add_argument("--input-size", type=int, default=None, metavar="S",
+                        help="square input side of the graph (default: the preprocessing's crop)")
+    return _export
+
+
+def _export(args: argparse.Namespace) -> int:
+    from .deploy import calibration_inputs, export
+    from .errors import DataError
+
+    if args.int8 != bool(args.calib):
+        raise DataError("--int8 and --calib DIR go together (int8 is calibrated on real images)")
+    model = load_model(args)
+    calibration = None
+    if args.int8:
+        if model.preprocess is None:
+            raise DataError(f"{args.weights}: the weights carry no preprocessing; pass --preprocess for calibration")
+        calibration = calibration_inputs(args.calib, model.preprocess, args.calib_images, args.input_size)
+    path = export(model, args.out, args.format, calibration=calibration, input_size=args.input_size)
+    print(f"wrote {path} ({args.format}{', int8' if args.int8 else ''}; checked against PyTorch)")
+    return 0
+
+
+def _add_benchmark(commands: argparse._SubParsersAction) -> Handler:
+    parser = commands.add_parser("benchmark", help="CPU latency and throughput of every inference backend, one run")
+    parser.add_argument("--weights", metavar="PATH", help="weights file (default: random weights; speed is the same)")
+    parser.add_argument("--arch", default=None, choices=sorted(PRESETS),
+                        help="architecture (default: from --weights, else 1_1)")
+    parser.add_argument("--batch", type=_sizes, default=(1, 32), help="batch sizes (default 1,32)")
+    parser.add_argument("--input-size", type=int, default=224, metavar="S", help="square input side (default 224)")
+    parser.add_argument("--calib", metavar="DIR", help="real images to calibrate the int8 rows on (else skipped)")
+    parser.add_argument("--calib-images", type=int, default=100, metavar="N")
+    parser.add_argument("--warmup", type=int, default=10, help="untimed calls per batch size (default 10)")
+    parser.add_argument("--rounds", type=int, default=5, help="round-robin rounds over the backends (default 5)")
+    parser.add_argument("--calls", type=_sizes, default=None,
+                        help="timed calls per round for each batch size, ascending (default 40 at batch 1, "
+                             "else 128/batch)")
+    parser.add_argument("--backends", type=lambda text: tuple(text.split(",")), default=None,
+                        help="comma-separated subset of rows to run (default all)")
+    parser.add_argument("--json", action="store_true", help='print {"rows": [...], ...}')
+    return _benchmark
+
+
+def _benchmark(args: argparse.Namespace) -> int:
+    from .benchmark import run_benchmark
+    from .preprocess import get_preprocessing
+    from .weights.io import load
+    from .weights.registry import resolve
+
+    if args.weights:
+        model = load(resolve(args.weights), arch=args.arch)
+    else:  # random weights run as fast; give them the Caffe recipe the 1_0/1_1 releases use, for int8 calibration
+        model = build(args.arch or "1_1")
+        model.preprocess = get_preprocessing("caffe")
+    progress = None if args.json else (lambda message: print(f"[{message}]", file=sys.stderr, flush=True))
+    report = run_benchmark(model, weights=args.weights, batches=args.batch, input_size=args.input_size,
+                           warmup=args.warmup, rounds=args.rounds, calls=args.calls, calib_dir=args.calib,
+                           calib_images=args.calib_images, only=args.backends, progress=progress)
+    print(report.to_json() if args.json else report)
+    return 0
+
+
+# -- explore -------------------------------------------------------------------
+
+
+def _add_explore(commands: argparse._SubParsersAction) -> Handler:
+    from .explore import add_arguments
+
+    parser = commands.add_parser("explore", help="design-space sweeps (Figure 3, bypass): train each point, CSV, plots",
+                                 conflict_handler="resolve",  # explore's --out, --arch, --time-limit replace train's
+                                 description="Train networks that differ from a base spec in one metaparameter at a "
+                                             "time, under the same training settings; write DIR/results.csv and "
+                                             "Figure-3-style plots. Rerun the same command to continue a sweep.")
+    add_arguments(parser)
+    return _explore
+
+
+def _explore(args: argparse.Namespace) -> int:
+    from .explore import explore, from_arguments
+
+    out, sweeps, config, base = from_arguments(args)
+    try:
+        result = explore(out, sweeps, config, base, log=lambda line: print(line, flush=True))
+    except KeyboardInterrupt:
+        print(f"squeezenet explore: interrupted; rerun the same command to continue the sweep in {out}",
+              file=sys.stderr)
+        return 130
+    print(f"{len(result.rows)} points finished ({result.trained} trained now); {result.csv}; "
+          f"plots: {', '.join(str(p) for p in result.plots) or 'none yet'}")
+    return 0
+
+
+# -- compress --------------------------------------------------------------------
+
+
+def _add_compress(commands: argparse._SubParsersAction) -> Handler:
+    parser = commands.add_parser(
+        "compress", help="Deep Compression: prune, share weights, Huffman-code into a .sqz file",
+        description="Prune by magnitude, share weights by k-means, optionally fine-tune and Huffman-code, and write "
+                    "a .sqz file that `squeezenet evaluate/predict --weights` and sq.load read (or, with "
+                    "FILE.net and 8-bit codes, the paper's own layout). Prints a per-layer table of bytes.")
+    add_weights_arguments(parser)
+    parser.add_argument("--out", required=True, metavar="FILE", help="FILE.sqz, or FILE.net for the paper's layout")
+    parser.add_argument("--prune", default="none", metavar="paper|none|DENSITY",
+                        help="paper: Table 1's per-layer densities; none (default): keep every non-zero weight; "
+                             "or one density in (0, 1] for every layer")
+    parser.add_argument("--bits", type=int, default=6, help="bits per shared-weight code, 1..8 (default 6)")
+    parser.add_argument("--bits-per-layer", metavar="SPEC",
+                        help='per-layer bits over --bits, by layer name or pattern: "conv1=8,fire*.squeeze=7"')
+    parser.add_argument("--huffman", action="store_true", help="Huffman-code codes and gaps (each where smaller)")
+    parser.add_argument("--layout", choices=("auto", "sparse", "dense"), default="auto",
+                        help="sparse (relative indices), dense (a code per weight) or auto: smaller per layer")
+    parser.add_argument("--gap-bits", default="4", metavar="N|auto",
+                        help="bits of a relative index in the sparse layout, 1..8, or auto (default 4)")
+    parser.add_argument("--codebook", choices=("float32", "float16"), default="float32", help="shared-value type")
+    parser.add_argument("--bias", choices=("float32", "float16"), default="float32", help="bias type")
+    parser.add_argument("--finetune-data", metavar="DATA",
+                        help="fine-tune after pruning and after sharing on this training data (digits, a folder, "
+                             "a .tar.gz) with the training loop")
+    parser.add_argument("--epochs", type=int, default=1, help="fine-tuning epochs per stage (default 1)")
+    parser.add_argument("--lr", type=float, default=None, help="fine-tuning learning rate (default 0.004)")
+    parser.add_argument("--finetune-out", metavar="DIR", help="fine-tuning run folders (default FILE.finetune)")
+    parser.add_argument("--eval-data", metavar="DATA",
+                        help="measure top-1/top-5 before and after: labelled images (labels.csv or class "
+                             "folders) or a training dataset's test split")
+    parser.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    return _compress
+
+
+def _compress(args: argparse.Namespace) -> int:
+    from .compress import compress
+    from .compress.finetune import evaluator_for, train_finetuner
+    from .compress.layers import parse_per_layer
+    from .compress.prune import parse_prune
+    from .weights.registry import resolve
+
+    bits: int | dict[str, int] = args.bits
+    if args.bits_per_layer:
+        bits = {"*": args.bits, **parse_per_layer(args.bits_per_layer, int, "--bits-per-layer")}
+    gap_bits: int | str = args.gap_bits if args.gap_bits == "auto" else _int_option(args.gap_bits, "--gap-bits")
+    finetune = None
+    if args.finetune_data:
+        overrides = {"lr": args.lr} if args.lr is not None else {}
+        finetune = train_finetuner(args.finetune_data, args.epochs, args.finetune_out or f"{args.out}.finetune",
+                                   **overrides)
+    evaluate = evaluator_for(args.eval_data) if args.eval_data else None
+    result = compress(resolve(args.weights), args.out, arch=args.arch, prune=parse_prune(args.prune), bits=bits,
+                      huffman=args.huffman, layout=args.layout, gap_bits=gap_bits, codebook_dtype=args.codebook,
+                      raw_dtype=args.bias, finetune=finetune, evaluate=evaluate)
+    print(result.report.to_json() if args.json else result.report)
+    return 0
+
+
+def _int_option(text: str, flag: str) -> int:
+    from .compress import CompressionError
+
+    try:
+        return int(text)
+    except ValueError:
+        raise CompressionError(f"{flag} must be an integer or auto, got {text!r}") from None
+
+
 # -- main ----------------------------------------------------------------------
 
-COMMANDS: list[Callable[[argparse._SubParsersAction], Handler]] = [_add_summary]
+COMMANDS: list[Callable[[argparse._SubParsersAction], Handler]] = [_add_summary, _add_predict, _add_evaluate,
+                                                                    _add_train, _add_plot, _add_export, _add_benchmark,
+                                                                    _add_explore, _add_compress]
 
 
 def make_parser() -> tuple[argparse.ArgumentParser, dict[str, Handler]]:

@@ -1,0 +1,660 @@
+"""Images and datasets: reading any image as RGB, labelled folders, and the training datasets.
+
+Every bad file ends in a DataError with one line naming it. Small datasets
+(the embedded digits, CIFAR-10) are decoded once and held as uint8 tensors;
+augmentation runs on tensors with torchvision.transforms.v2, seeded per
+sample so that the data a run sees is a pure function of (seed, epoch).
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import functools
+import os
+import shutil
+import tarfile
+import tempfile
+import warnings
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+from torch.utils.data import DataLoader, Dataset
+from torchvision.transforms import v2
+from torchvision.transforms.v2 import functional as F
+
+from .errors import DataError
+from .preprocess import Preprocessing
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm")
+
+def _one_line(error: BaseException) -> str:
+    text = " ".join(str(error).split()) or type(error).__name__
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+def open_image(path: str | Path, exif_transpose: bool = False) -> Image.Image:
+    """Any image file -> an RGB PIL image, decoded now (so a corrupt file fails here, not later).
+
+    Handles CMYK, 16-bit and float grayscale (scaled to 8 bits, not clipped), palette images,
+    transparency (composited over white, so transparent areas do not turn black) and grayscale.
+    Unreadable files and decompression bombs raise DataError naming the file. EXIF orientation
+    is ignored by default, as in the ImageNet pipelines the reference weights were trained and
+    scored with; ``exif_transpose=True`` turns camera photos upright.
+    """
+    path = Path(path)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as opened:
+                opened.load()
+                image = ImageOps.exif_transpose(opened) if exif_transpose else opened.copy()
+    except FileNotFoundError:
+        raise DataError(f"{path}: image file not found") from None
+    except IsADirectoryError:
+        raise DataError(f"{path}: is a folder, not an image file") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        # Pillow's own limit (Image.MAX_IMAGE_PIXELS, about 89 megapixels); its warning is an error here.
+        raise DataError(
+            f"{path}: image too large (over {Image.MAX_IMAGE_PIXELS or 0:,} pixels); refused as a possible "
+            "decompression bomb (raise PIL.Image.MAX_IMAGE_PIXELS if you trust it)"
+        ) from None
+    except UnidentifiedImageError:
+        raise DataError(f"{path}: not an image file Pillow can read") from None
+    except (OSError, SyntaxError, ValueError, TypeError, EOFError) as error:
+        raise DataError(f"{path}: corrupt or unreadable image ({_one_line(error)})") from None
+    try:
+        return _to_rgb(image)
+    except (OSError, ValueError, TypeError) as error:
+        raise DataError(f"{path}: cannot convert image mode {image.mode!r} to RGB ({_one_line(error)})") from None
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    mode = image.mode
+    if mode == "RGB":
+        return image
+    if mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
+        # Pillow's convert() clips these to 0..255, which turns most 16-bit images white.
+        values = np.asarray(image, dtype=np.float64)
+        if mode == "F":
+            top = 1.0 if values.size and values.max() <= 1.0 else 255.0
+        else:
+            top = 65535.0 if values.size and values.max() > 255 else 255.0
+        gray = np.clip(np.rint(values * (255.0 / top)), 0, 255).astype(np.uint8)
+        return Image.fromarray(gray, mode="L").convert("RGB")
+    if mode == "P":
+        image = image.convert("RGBA") if "transparency" in image.info else image.convert("RGB")
+        mode = image.mode
+    if mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return image.convert("RGB")  # L, 1, CMYK, YCbCr, LAB, HSV
+
+
+def labelled_images(
+    root: str | Path, labels_csv: str | Path | None = None, num_classes: int | None = None
+) -> tuple[list[tuple[Path, int]], list[str]]:
+    """A labelled image collection -> ([(path, class_index)], class_names).
+
+    Two layouts: an ImageFolder tree (one subfolder per class, classes in sorted name order), or a
+    flat folder with a CSV whose header has ``filename`` and ``class_index`` columns (extra columns
+    are allowed; a ``class_name``, ``name`` or ``wnid`` column names the classes). Without
+    ``labels_csv``, a ``labels.csv`` beside the images is used when there are no class subfolders.
+    ``num_classes`` fixes the number of classes for a CSV (indices must be below it).
+    """
+    root = Path(root)
+    if not root.exists():
+        raise DataError(f"{root}: dataset folder not found")
+    if not root.is_dir():
+        raise DataError(f"{root}: expected a folder of images (or an ImageFolder tree), got a file")
+    if labels_csv is not None:
+        return _from_csv(root, Path(labels_csv), num_classes)
+    class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if class_dirs:
+        return _from_tree(root, class_dirs, num_classes)
+    if (root / "labels.csv").is_file():
+        return _from_csv(root, root / "labels.csv", num_classes)
+    raise DataError(f"{root}: no class subfolders and no labels.csv; cannot tell the labels of the images")
+
+
+def _is_image(path: Path) -> bool:
+    return path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".") and path.is_file()
+
+
+def _from_tree(root: Path, class_dirs: Sequence[Path],
+               num_classes: int | None) -> tuple[list[tuple[Path, int]], list[str]]:
+    class_names = [d.name for d in class_dirs]
+    if num_classes is not None and len(class_names) > num_classes:
+        raise DataError(f"{root}: {len(class_names)} class folders but the model has {num_classes} classes")
+    items: list[tuple[Path, int]] = []
+    empty: list[str] = []
+    for index, class_dir in enumerate(class_dirs):
+        files = sorted(p for p in class_dir.rglob("*") if _is_image(p))
+        if not files:
+            empty.append(class_dir.name)
+        items.extend((p, index) for p in files)
+    if not items:
+        raise DataError(f"{root}: no images found (looked for {', '.join(IMAGE_EXTENSIONS)} in class subfolders)")
+    if empty:
+        warnings.warn(f"{root}: {len(empty)} class folder(s) hold no images: {', '.join(empty[:5])}", stacklevel=3)
+    return items, class_names
+
+
+_NAME_COLUMNS = ("class_name", "name", "wnid")
+
+
+def _from_csv(root: Path, labels_csv: Path, num_classes: int | None) -> tuple[list[tuple[Path, int]], list[str]]:
+    try:
+        with open(labels_csv, newline="", encoding="utf-8-sig") as handle:
+            rows = list(csv.reader(handle))
+    except FileNotFoundError:
+        raise DataError(f"{labels_csv}: labels file not found") from None
+    except (OSError, UnicodeDecodeError, csv.Error) as error:
+        raise DataError(f"{labels_csv}: cannot read labels file ({_one_line(error)})") from None
+    if not rows:
+        raise DataError(f"{labels_csv}: labels file is empty")
+    header = [cell.strip().lower() for cell in rows[0]]
+    if "filename" not in header or "class_index" not in header:
+        raise DataError(f"{labels_csv}: the first line must be a header naming 'filename' and 'class_index' columns")
+    file_col, index_col = header.index("filename"), header.index("class_index")
+    name_col = next((header.index(c) for c in _NAME_COLUMNS if c in header), None)
+    items: list[tuple[Path, int]] = []
+    names: dict[int, str] = {}
+    seen: set[str] = set()
+    missing: list[str] = []
+    for line_number, row in enumerate(rows[1:], start=2):
+        if not row or all(not cell.strip() for cell in row):
+            continue
+        where = f"{labels_csv} line {line_number}"
+        if len(row) != len(header):
+            raise DataError(f"{where}: expected {len(header)} fields like the header, got {len(row)}")
+        filename = row[file_col].strip()
+        if not filename:
+            raise DataError(f"{where}: empty filename")
+        try:
+            index = int(row[index_col])
+        except ValueError:
+            raise DataError(f"{where}: class_index {row[index_col]!r} is not an integer") from None
+        if index < 0 or (num_classes is not None and index >= num_classes):
+            bound = f" (the model has {num_classes} classes)" if num_classes is not None else ""
+            raise DataError(f"{where}: class_index {index} is out of range{bound}")
+        if filename in seen:
+            raise DataError(f"{where}: {filename} is listed twice")
+        seen.add(filename)
+        path = root / filename
+        if not path.is_file():
+            missing.append(filename)
+            continue
+        items.append((path, index))
+        if name_col is not None:
+            names.setdefault(index, row[name_col].strip())
+    if missing:
+        raise DataError(
+            f"{labels_csv}: {len(missing)} listed file(s) missing from {root}: {', '.join(missing[:3])}"
+            + (" ..." if len(missing) > 3 else "")
+        )
+    if not items:
+        raise DataError(f"{labels_csv}: lists no images")
+    count = num_classes if num_classes is not None else max(index for _, index in items) + 1
+    class_names = [names.get(i, str(i)) for i in range(count)]
+    return items, class_names
+
+
+# -- training datasets -----------------------------------------------------------------------------------------------
+
+SMALL_IMAGE_MAX = 64  # at or below this side length: pad-and-crop augmentation and (by default) in-memory caching
+CACHE_LIMIT_BYTES = 4 << 30  # cache decoded images in memory up to this size (uint8)
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+DIGITS_TEST_SIZE = 360  # the fixed held-out split of load_digits (20%, stratified, random_state 0)
+
+Key = tuple[int, int]  # (sample index, augmentation seed); the seed makes a sample's augmentation reproducible
+
+
+def cache_dir() -> Path:
+    """Where unpacked archives and downloads live: $SQUEEZENET_CACHE, else ~/.cache/squeezenet."""
+    return Path(os.environ.get("SQUEEZENET_CACHE") or Path.home() / ".cache" / "squeezenet")
+
+
+def epoch_order(num_samples: int, seed: int, epoch: int) -> tuple[np.ndarray, np.ndarray]:
+    """The order of the samples in an epoch and one augmentation seed per position.
+
+    A pure function of (seed, epoch): a resumed run, any number of DataLoader workers and any
+    number of DDP processes see exactly the same samples, augmented the same way.
+    """
+    rng = np.random.default_rng([seed, epoch])
+    order = rng.permutation(num_samples)
+    seeds = rng.integers(0, 2**62, size=num_samples, dtype=np.int64)
+    return order, seeds
+
+
+def _mix(seeds: np.ndarray, salt: int) -> torch.Tensor:
+    """Independent random bits from each seed (splitmix64's finaliser; uint64 arithmetic wraps by design)."""
+    z = seeds.astype(np.uint64) + np.uint64((salt * 0x9E3779B97F4A7C15) % (1 << 64))
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return torch.from_numpy(((z ^ (z >> np.uint64(31))) >> np.uint64(2)).astype(np.int64))
+
+
+class CachedImages(Dataset):
+    """Decoded uint8 images (N, 3, H, W) held in memory; augmentation is pad-and-crop (+ flip), batched.
+
+    Each sample's crop offset and flip come from its own seed, so a batch is augmented the same way
+    however it is split into micro-batches or across processes.
+    """
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, augment: bool, flip: bool = True) -> None:
+        self.images = images
+        self.labels = labels
+        self.augment = augment
+        self.flip = flip
+        self.padding = max(1, images.shape[-1] // 8)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def subset(self, indices: torch.Tensor) -> CachedImages:
+        return CachedImages(self.images[indices], self.labels[indices], self.augment, self.flip)
+
+    def __getitem__(self, key: Key) -> tuple[torch.Tensor, int]:
+        images, labels = self.batch([key])
+        return images[0], int(labels[0])
+
+    def batch(self, keys: Sequence[Key]) -> tuple[torch.Tensor, torch.Tensor]:
+        index = torch.tensor([k[0] for k in keys], dtype=torch.long)
+        images, labels = self.images[index], self.labels[index]
+        if not self.augment:
+            return images, labels
+        seeds = np.array([k[1] for k in keys], dtype=np.int64)
+        pad = self.padding
+        count, _, height, width = images.shape
+        padded = F.pad(images, [pad])  # torchvision.transforms.v2: zero padding on the whole batch
+        dy = _mix(seeds, 1) % (2 * pad + 1)
+        dx = _mix(seeds, 2) % (2 * pad + 1)
+        rows = (dy[:, None] + torch.arange(height))[:, :, None]  # (N, H, 1)
+        cols = (dx[:, None] + torch.arange(width))[:, None, :]  # (N, 1, W)
+        batch = torch.arange(count)[:, None, None]
+        images = padded.permute(0, 2, 3, 1)[batch, rows, cols].permute(0, 3, 1, 2).contiguous()
+        if self.flip:
+            flipped = (_mix(seeds, 3) & 1).bool()
+            images[flipped] = F.horizontal_flip(images[flipped])
+        return images, labels
+
+
+class ImageFiles(Dataset):
+    """Images decoded from disk per sample (ImageNet-size data): random-resized crop + flip, or the
+    model's own preprocessing for evaluation. A file that fails to decode is dropped from its batch with a
+    warning (``strict``: an error)."""
+
+    def __init__(self, items: Sequence[tuple[Path, int]], image_size: int, augment: bool,
+                 preprocessing: Preprocessing, strict: bool = False) -> None:
+        self.items = list(items)
+        self.labels = torch.tensor([label for _, label in self.items], dtype=torch.long)
+        self.augment = augment
+        self.preprocessing = preprocessing
+        self.strict = strict
+        small = image_size <= SMALL_IMAGE_MAX
+        first = [v2.Resize([image_size, image_size], antialias=True),
+                 v2.RandomCrop(image_size, padding=max(1, image_size // 8))] if small else \
+            [v2.RandomResizedCrop(image_size, antialias=True)]
+        self.train_transform = v2.Compose([*first, v2.RandomHorizontalFlip(), v2.PILToTensor()])
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def subset(self, indices: torch.Tensor) -> ImageFiles:
+        chosen = copy.copy(self)
+        chosen.items = [self.items[i] for i in indices.tolist()]
+        chosen.labels = self.labels[indices]
+        return chosen
+
+    def __getitem__(self, key: Key) -> tuple[torch.Tensor, int] | None:
+        index, seed = key
+        path, label = self.items[index]
+        try:
+            image = open_image(path)
+        except DataError as error:
+            if self.strict:
+                raise
+            warnings.warn(f"skipping unreadable image: {error}", stacklevel=2)
+            return None
+        if not self.augment:
+            return self.preprocessing(image), label  # exactly what evaluation and inference will see
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return self.train_transform(image), label
+
+
+def collate(samples: Sequence[tuple[torch.Tensor, int] | None]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stack a batch, leaving out samples that failed to decode."""
+    kept = [s for s in samples if s is not None]
+    if not kept:
+        return torch.empty(0), torch.empty(0, dtype=torch.long)
+    return torch.stack([s[0] for s in kept]), torch.tensor([s[1] for s in kept], dtype=torch.long)
+
+
+def batches(dataset: Dataset, keys: Sequence[Sequence[Key]],
+            workers: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """(images, labels) for each list of keys, in order. Cached images are indexed directly (no
+    worker processes needed); files go through a DataLoader with ``workers`` processes."""
+    if isinstance(dataset, CachedImages):
+        for batch_keys in keys:
+            yield dataset.batch(batch_keys)
+        return
+    loader = DataLoader(dataset, batch_sampler=[list(k) for k in keys], num_workers=workers, collate_fn=collate,
+                        persistent_workers=False, prefetch_factor=4 if workers else None)
+    yield from loader
+
+
+@dataclass
+class Datasets:
+    """A training set, an optional test set, and what a model trained on them needs to know."""
+
+    name: str
+    train: CachedImages | ImageFiles
+    test: CachedImages | ImageFiles | None
+    class_names: list[str]
+    image_size: int
+    preprocessing: Preprocessing  # how inference turns a PIL image into the model's input
+    skipped: list[str] = field(default_factory=list)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def normalize(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 RGB batch -> the float input the model expects, steps 4-6 of ``self.preprocessing`` (scale,
+        channel order, mean and std); already-float batches were preprocessed whole and pass through."""
+        if images.dtype != torch.uint8:
+            return images
+        p = self.preprocessing
+        values = images.float() * (p.scale / 255.0)
+        if p.channel_order == "BGR":
+            values = values.flip(1)
+        elif p.channel_order == "L":  # Pillow's luma weights, as convert("L") uses
+            values = (values * torch.tensor([0.299, 0.587, 0.114], device=values.device).view(1, 3, 1, 1)).sum(
+                1, keepdim=True)
+        mean = torch.tensor(p.mean, device=images.device).view(1, -1, 1, 1)
+        std = torch.tensor(p.std, device=images.device).view(1, -1, 1, 1)
+        return (values - mean) / std
+
+
+def load_datasets(source: str | Path, image_size: int | None = None, *, min_size: int = 1, strict: bool = False,
+                  download: bool = False, cache: str = "auto", subset: int | None = None) -> Datasets:
+    """``source``: "digits" (embedded), "cifar10" (torchvision's), an ImageFolder folder (with train/ and
+    val/ or test/ subfolders for a test split), or a .tar/.tar.gz/.tgz archive of one (unpacked once into
+    cache_dir()). ``image_size`` defaults to the data's own size for small images (at least ``min_size``,
+    the network's smallest input) and 224 otherwise. ``cache``: "auto" | "on" | "off" (decode once into memory).
+    ``subset``: train on a fixed random N of the training images (the same N for every seed; for quick runs).
+    """
+    if cache not in ("auto", "on", "off"):
+        raise DataError(f"cache must be auto, on or off, got {cache!r}")
+    text = str(source)
+    if text == "digits":
+        data = _digits(image_size or max(32, min_size))
+    elif text == "cifar10":
+        data = _torchvision_cifar10(image_size or max(32, min_size), download)
+    else:
+        path = Path(source).expanduser()
+        name, memo = path.name, None
+        if path.is_file() and path.name.lower().endswith((".tar", ".tar.gz", ".tgz")):
+            name = path.name.split(".")[0]
+            path = memo = _unpack(path)  # our own cache folder: decoded images may be kept there too
+        elif not path.exists():
+            raise DataError(f"{path}: dataset not found (expected digits, cifar10, a folder or a .tar.gz archive)")
+        data = _folder(path, name, image_size, min_size, strict, cache, memo)
+    if subset is not None and subset < len(data.train):
+        if subset < 1:
+            raise DataError(f"subset must be a positive number of images, got {subset}")
+        chosen = np.sort(np.random.default_rng(0).permutation(len(data.train))[:subset])
+        data.train = data.train.subset(torch.from_numpy(chosen))
+    _check(data)
+    return data
+
+
+def _check(data: Datasets) -> None:
+    if len(data.train.labels) == 0:
+        raise DataError(f"{data.name}: the training set is empty")
+    present = torch.unique(data.train.labels)
+    if len(present) < 2:
+        raise DataError(f"{data.name}: the training set holds only one class ({data.class_names[int(present[0])]!r});"
+                        " a classifier needs at least two")
+    for split in (data.train, data.test):
+        labels = split.labels if split is not None else torch.empty(0)
+        if len(labels) and (labels.min() < 0 or labels.max() >= data.num_classes):
+            raise DataError(f"{data.name}: a label is outside 0..{data.num_classes - 1}")
+
+
+def _small_preprocessing(name: str, size: int, images: torch.Tensor) -> Preprocessing:
+    """Squash any image to size x size, then normalise with the training set's own channel statistics."""
+    totals = torch.zeros(3, dtype=torch.float64)
+    squares = torch.zeros(3, dtype=torch.float64)
+    for chunk in images.split(4096):
+        values = chunk.to(torch.float64) / 255.0
+        totals += values.sum(dim=(0, 2, 3))
+        squares += (values * values).sum(dim=(0, 2, 3))
+    count = images.shape[0] * images.shape[2] * images.shape[3]
+    mean = totals / count
+    std = (squares / count - mean * mean).clamp_min(1e-12).sqrt()
+    return Preprocessing(name=name, resize=size, resize_mode="squash", crop=None, channel_order="RGB", scale=1.0,
+                         mean=tuple(round(float(v), 4) for v in mean),
+                         std=tuple(max(round(float(v), 4), 1 / 256) for v in std))  # a flat channel stays finite
+
+
+def _imagenet_preprocessing(name: str, size: int) -> Preprocessing:
+    return Preprocessing(name=name, resize=round(size * 256 / 224), resize_mode="short_side", crop=size,
+                         channel_order="RGB", scale=1.0, mean=IMAGENET_MEAN, std=IMAGENET_STD)
+
+
+def _resized(images: torch.Tensor, size: int) -> torch.Tensor:
+    """A uint8 batch squashed to size x size as Preprocessing does it (PIL, bilinear, antialiased)."""
+    if images.shape[-2:] == (size, size):
+        return images
+    return torch.stack([F.pil_to_tensor(F.resize(F.to_pil_image(image), [size, size], antialias=True))
+                        for image in images])
+
+
+def _cached(name: str, train: tuple[torch.Tensor, torch.Tensor], test: tuple[torch.Tensor, torch.Tensor] | None,
+            class_names: list[str], size: int, flip: bool, skipped: list[str] | None = None) -> Datasets:
+    train_images = _resized(train[0], size)
+    test_split = CachedImages(_resized(test[0], size), test[1], augment=False) if test is not None else None
+    return Datasets(name, CachedImages(train_images, train[1], augment=True, flip=flip), test_split, class_names,
+                    size, _small_preprocessing(name, size, train_images), skipped or [])
+
+
+@functools.cache
+def digits_split() -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
+    """((train images, labels), (test images, labels)) of the digits at their own 8x8 size, uint8 RGB."""
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    digits = load_digits()
+    gray = torch.from_numpy(np.rint(digits.images * (255.0 / 16.0)).astype(np.uint8))
+    images = gray[:, None].expand(-1, 3, -1, -1).contiguous()
+    labels = torch.from_numpy(digits.target.astype(np.int64))
+    train_index, test_index = train_test_split(np.arange(len(labels)), test_size=DIGITS_TEST_SIZE,
+                                               stratify=digits.target, random_state=0)
+    train_index, test_index = torch.from_numpy(np.sort(train_index)), torch.from_numpy(np.sort(test_index))
+    return (images[train_index], labels[train_index]), (images[test_index], labels[test_index])
+
+
+def _digits(size: int) -> Datasets:
+    """scikit-learn's 1,797 real 8x8 handwritten digit scans (values 0..16), as RGB; a fixed held-out test set.
+
+    No flips: a mirrored digit is another shape.
+    """
+    train, test = digits_split()
+    return _cached("digits", train, test, [str(d) for d in range(10)], size, flip=False)
+
+
+def _torchvision_cifar10(size: int, download: bool) -> Datasets:
+    from torchvision.datasets import CIFAR10
+
+    root = cache_dir() / "torchvision"
+    try:
+        train = CIFAR10(str(root), train=True, download=download)
+        test = CIFAR10(str(root), train=False, download=download)
+    except RuntimeError as error:  # torchvision's "Dataset not found or corrupted"
+        raise DataError(f"CIFAR-10 not found in {root} ({_one_line(error)}); pass --download on a machine with "
+                        "internet, or --data PATH/cifar10-jpeg.tar.gz") from None
+    except OSError as error:
+        raise DataError(f"CIFAR-10 download into {root} failed ({_one_line(error)})") from None
+
+    def tensors(split: CIFAR10) -> tuple[torch.Tensor, torch.Tensor]:
+        return torch.from_numpy(split.data).permute(0, 3, 1, 2).contiguous(), torch.tensor(split.targets)
+
+    return _cached("cifar10", tensors(train), tensors(test), list(train.classes), size, flip=True)
+
+
+def _unpack(archive: Path) -> Path:
+    """Unpack an archive once into cache_dir(); concurrent processes (DDP ranks) race safely."""
+    stat = archive.stat()
+    stem = archive.name.split(".")[0]
+    target = cache_dir() / "datasets" / f"{stem}-{stat.st_size}-{int(stat.st_mtime)}"
+    if target.is_dir():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temporary = Path(tempfile.mkdtemp(prefix=f".{stem}-", dir=target.parent))
+    try:
+        with tarfile.open(archive) as tar:
+            tar.extractall(temporary, filter="data")
+        os.replace(temporary, target)
+    except (tarfile.TarError, OSError, EOFError) as error:
+        shutil.rmtree(temporary, ignore_errors=True)
+        if target.is_dir():  # another process finished first
+            return target
+        raise DataError(f"{archive}: cannot unpack ({_one_line(error)})") from None
+    return target
+
+
+def _folder(root: Path, name: str, image_size: int | None, min_size: int, strict: bool, cache: str,
+            memo: Path | None) -> Datasets:
+    """An ImageFolder tree (train/ + val/ or test/ make a test split). ``memo``: a folder where the decoded
+    images of a cached dataset are also kept on disk, so the next run skips decoding."""
+    entries = [p for p in root.iterdir() if not p.name.startswith(".")] if root.is_dir() else []
+    if len(entries) == 1 and entries[0].is_dir() and not (root / "train").is_dir():
+        nested = entries[0]  # an archive that holds one top folder
+        if (nested / "train").is_dir():
+            root = nested
+    test_dir = next((root / n for n in ("val", "test") if (root / n).is_dir()), None)
+    train_dir = root / "train" if (root / "train").is_dir() and test_dir is not None else root
+    train_items, class_names = labelled_images(train_dir)
+    test_items: list[tuple[Path, int]] = []
+    if test_dir is not None:
+        test_items, test_classes = labelled_images(test_dir)
+        if test_classes != class_names:
+            raise DataError(f"{test_dir}: its class folders differ from those of {train_dir}")
+    native = _first_size(train_items, train_dir)
+    size = image_size or (max(native, min_size) if native <= SMALL_IMAGE_MAX else 224)
+    count = len(train_items) + len(test_items)
+    use_cache = cache == "on" or (cache == "auto" and size <= SMALL_IMAGE_MAX
+                                  and count * 3 * size * size <= CACHE_LIMIT_BYTES)
+    if use_cache:  # decode everything now: a corrupt file is found here, once
+        memo_file = memo / f".decoded-{size}.pt" if memo is not None else None
+        decoded = _read_memo(memo_file, strict)
+        if decoded is None:
+            train = _decode_all(train_items, size, strict)
+            test = _decode_all(test_items, size, strict) if test_items else None
+            decoded = {"train": train[:2], "test": test[:2] if test else None,
+                       "skipped": train[2] + (test[2] if test else [])}
+            _write_memo(memo_file, decoded)
+        _warn_skipped(decoded["skipped"])
+        if len(decoded["train"][1]) == 0:
+            raise DataError(f"{train_dir}: no readable images")
+        return _cached(name, decoded["train"], decoded["test"], class_names, size, flip=True,
+                       skipped=decoded["skipped"])
+    # Streamed from disk: headers are checked now (cheap); a file that fails later is dropped from its batch.
+    train_items, skipped = _openable(train_items, strict)
+    test_items, skipped_test = _openable(test_items, strict)
+    skipped += skipped_test
+    _warn_skipped(skipped)
+    if not train_items:
+        raise DataError(f"{train_dir}: no readable images")
+    preprocessing = _imagenet_preprocessing(name, size) if size > SMALL_IMAGE_MAX else \
+        Preprocessing(name=name, resize=size, resize_mode="squash", crop=None, mean=IMAGENET_MEAN, std=IMAGENET_STD)
+    train = ImageFiles(train_items, size, augment=True, preprocessing=preprocessing, strict=strict)
+    test_split = ImageFiles(test_items, size, augment=False, preprocessing=preprocessing, strict=strict) \
+        if test_items else None
+    return Datasets(name, train, test_split, class_names, size, preprocessing, skipped)
+
+
+def _read_memo(path: Path | None, strict: bool) -> dict | None:
+    if path is None or not path.is_file():
+        return None
+    try:
+        decoded = torch.load(path, weights_only=True)
+    except Exception:  # a damaged memo is only a lost shortcut: decode again
+        return None
+    if strict and decoded.get("skipped"):
+        raise DataError(f"{decoded['skipped'][0]}: unreadable image (--strict makes unreadable images an error)")
+    return decoded
+
+
+def _write_memo(path: Path | None, decoded: dict) -> None:
+    if path is None:
+        return
+    temporary = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    try:
+        torch.save(decoded, temporary)
+        os.replace(temporary, path)
+    except OSError:
+        temporary.unlink(missing_ok=True)  # a cache we cannot write is no error
+
+
+def _first_size(items: list[tuple[Path, int]], folder: Path) -> int:
+    """The larger side of the first image whose header reads (decides the recipe and the default size)."""
+    for path, _ in items[:100]:
+        try:
+            with Image.open(path) as image:
+                return max(image.size)
+        except (OSError, SyntaxError, ValueError):
+            continue
+    raise DataError(f"{folder}: none of the first {min(len(items), 100)} images can be read")
+
+
+def _decode_all(items: list[tuple[Path, int]], size: int,
+                strict: bool) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """Decode a whole (small-image) split into one uint8 tensor, squashed to size x size; skip bad files."""
+    images = torch.empty((len(items), 3, size, size), dtype=torch.uint8)
+    labels, bad = [], []
+    for path, label in items:
+        try:
+            image = open_image(path)
+        except DataError as error:
+            if strict:
+                raise DataError(f"{error} (--strict makes unreadable images an error)") from None
+            bad.append(str(path))
+            continue
+        if image.size != (size, size):
+            image = F.resize(image, [size, size], antialias=True)
+        images[len(labels)] = F.pil_to_tensor(image)
+        labels.append(label)
+    return images[: len(labels)].clone(), torch.tensor(labels, dtype=torch.long), bad
+
+
+def _openable(items: list[tuple[Path, int]], strict: bool) -> tuple[list[tuple[Path, int]], list[str]]:
+    """Keep the files whose image header Pillow reads (no full decode: cheap even for ImageNet)."""
+    kept, bad = [], []
+    for path, label in items:
+        try:
+            with Image.open(path):
+                pass
+        except (OSError, SyntaxError, ValueError) as error:
+            if strict:
+                raise DataError(f"{path}: not a readable image ({_one_line(error)}); --strict makes "
+                                "unreadable images an error") from None
+            bad.append(str(path))
+            continue
+        kept.append((path, label))
+    return kept, bad
+
+
+def _warn_skipped(bad: list[str]) -> None:
+    if bad:
+        names = ", ".join(Path(b).name for b in bad[:3]) + (" ..." if len(bad) > 3 else "")
+        warnings.warn(f"skipped {len(bad)} unreadable image(s): {names}", stacklevel=4)

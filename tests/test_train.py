@@ -1,0 +1,143 @@
+"""The training loop in-process on the real digits: run folder, metrics, checkpoints, schedule, config, errors."""
+
+from __future__ import annotations
+
+import itertools
+import math
+import re
+
+import pytest
+import torch
+
+import squeezenet as sq
+from squeezenet import DataError, TrainingError
+from squeezenet.cli import main
+from squeezenet.plots import plot_run
+from squeezenet.train import TrainConfig, learning_rate, load_config, read_metrics, train
+from squeezenet.weights.io import read_safetensors
+
+TINY = dict(data="digits", arch="1_1", subset=96, batch_size=32, micro_batch=16, epochs=2, progress=False,
+            warmup_epochs=0.5)
+
+
+def test_learning_rate_schedules():
+    config = TrainConfig(lr=0.04, warmup_epochs=1, batch_size=1024)
+    rates = [learning_rate(config, step, total_steps=100, steps_per_epoch=10) for step in range(100)]
+    assert rates[0] == pytest.approx(0.004) and rates[9] == pytest.approx(0.04)  # warmup over the first epoch
+    assert rates[10] == pytest.approx(0.04) and rates[55] == pytest.approx(0.02)  # then linear to zero
+    assert rates[-1] == pytest.approx(0.04 / 90) and all(a >= b for a, b in itertools.pairwise(rates[9:]))
+    cosine = TrainConfig(lr=0.1, warmup_epochs=0, schedule="cosine")
+    assert learning_rate(cosine, 50, 100, 10) == pytest.approx(0.05)
+    assert TrainConfig(batch_size=256).peak_lr == pytest.approx(0.01)  # the paper's 0.04 at 1024, scaled linearly
+    assert TrainConfig().peak_lr == 0.04 and TrainConfig().epochs == 90 and TrainConfig().momentum == 0.9
+
+
+def test_config_from_yaml_with_flag_names(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text("batch-size: 256\nweight_decay: 1e-4\nlr: 1\nbf16: true\n")
+    config = load_config(path)
+    assert (config.batch_size, config.weight_decay, config.lr, config.bf16) == (256, 1e-4, 1.0, True)
+    path.write_text("batchsize: 3\n")
+    with pytest.raises(TrainingError, match="unknown key 'batchsize'"):
+        load_config(path)
+    path.write_text("lr: fast\n")
+    with pytest.raises(TrainingError, match="lr must be a number"):
+        load_config(path)
+
+
+def test_a_short_run_fills_its_folder(tmp_path):
+    run = tmp_path / "run"
+    result = train(TrainConfig(**TINY, out=str(run), checkpoint_every=2, keep=1))
+    assert result.epochs_done == 2 and result.steps == 6 and result.run == run
+    for name in ("config.yaml", "metrics.jsonl", "last.safetensors", "best.safetensors", "state.pt"):
+        assert (run / name).is_file(), name
+    assert len(list((run / "checkpoints").glob("step-*.safetensors"))) == 1  # keep=1
+    records = read_metrics(run)
+    assert [r["epoch"] for r in records] == [1, 2] and [r["step"] for r in records] == [3, 6]
+    assert {"train_loss", "test_top1", "test_top5", "lr", "images_per_s"} <= set(records[0])
+    assert records[-1]["lr"] == pytest.approx(learning_rate(load_config(run / "config.yaml"), 5, 6, 3))
+    assert math.isclose(records[0]["train_loss"], math.log(10), rel_tol=0.1)
+    model = sq.load(run / "last.safetensors")  # our format: spec, preprocessing and class names come along
+    assert model.spec.name == "1_1" and model.spec.num_classes == 10 and model.preprocess.resize == 32
+    assert model.class_names == [str(d) for d in range(10)]
+    stored = read_safetensors(run / "best.safetensors")
+    best_epoch = max(records, key=lambda r: r["test_top1"])["epoch"]
+    assert stored.metadata["epoch"] == str(best_epoch)
+    png = plot_run(run)
+    assert png == run / "curves.png" and png.stat().st_size > 10_000
+    with pytest.raises(TrainingError, match="already holds a run; continue it with --resume"):
+        train(TrainConfig(**TINY, out=str(run)))
+
+
+def test_resume_of_a_finished_run_changes_nothing(tmp_path):
+    run = tmp_path / "run"
+    train(TrainConfig(**{**TINY, "epochs": 1}, out=str(run)))
+    before = read_safetensors(run / "last.safetensors").state_dict
+    result = train(TrainConfig(resume=str(run)))
+    after = read_safetensors(run / "last.safetensors").state_dict
+    assert result.steps == 3 and all(torch.equal(before[k], after[k]) for k in before)
+    assert len(read_metrics(run)) == 1
+
+
+def test_non_finite_loss_stops_with_the_run_folder_named(tmp_path):
+    run = tmp_path / "boom"
+    with pytest.raises(TrainingError, match=r"boom: loss became (nan|inf).*lower --lr") as caught:
+        train(TrainConfig(**{**TINY, "epochs": 3, "warmup_epochs": 0}, lr=1e12, out=str(run)))
+    assert "\n" not in str(caught.value)
+
+
+def test_a_stall_at_ln_classes_is_detected_and_the_last_checkpoint_kept(tmp_path):
+    run = tmp_path / "stuck"
+    # A learning rate this small leaves the loss at ln(10) exactly as a dead network would.
+    with pytest.raises(TrainingError, match=r"stuck: training stalled at loss 2\.3\d+ ~ ln\(10\) = 2\.3026 for 4 "
+                                            r"steps \(step (\d+)\).*last good checkpoint is kept") as caught:
+        train(TrainConfig(**{**TINY, "epochs": 3, "warmup_epochs": 0}, lr=1e-12, stall_patience=4,
+                          checkpoint_every=1, out=str(run)))
+    stalled_at = int(re.search(r"\(step (\d+)\)", str(caught.value)).group(1))
+    assert stalled_at >= 4
+    # The stalled step itself is not checkpointed; the one before it is.
+    assert read_safetensors(run / "last.safetensors").metadata["step"] == str(stalled_at - 1)
+
+
+def test_bad_inputs_fail_before_training(tmp_path):
+    with pytest.raises(TrainingError, match="fewer than one batch"):
+        train(TrainConfig(**{**TINY, "batch_size": 128}, out=str(tmp_path / "a")))
+    with pytest.raises(TrainingError, match="has 10 classes but --num-classes is 5"):
+        train(TrainConfig(**TINY, num_classes=5, out=str(tmp_path / "b")))
+    with pytest.raises(sq.InputSizeError, match="too small"):
+        train(TrainConfig(**TINY, image_size=16, out=str(tmp_path / "c")))
+    with pytest.raises(TrainingError, match="--schedule must be one of"):
+        train(TrainConfig(**TINY, schedule="step", out=str(tmp_path / "d")))
+    with pytest.raises(TrainingError, match="not a run folder"):
+        train(TrainConfig(resume=str(tmp_path)))
+    assert not (tmp_path / "a" / "state.pt").exists()
+
+
+def test_cli_train_plot_and_one_line_errors(tmp_path, capsys):
+    run = tmp_path / "run"
+    config = tmp_path / "c.yaml"
+    config.write_text("data: digits\nsubset: 64\nbatch-size: 32\nepochs: 1\nprogress: false\n")
+    assert main(["train", "--config", str(config), "--micro-batch", "16", "--out", str(run)]) == 0
+    out = capsys.readouterr().out
+    assert "done: 1 epochs, 2 steps" in out and str(run / "best.safetensors") in out
+    saved = load_config(run / "config.yaml")
+    assert (saved.subset, saved.batch_size, saved.micro_batch) == (64, 32, 16)
+    assert main(["plot", str(run), "-o", str(tmp_path / "p.png")]) == 0
+    assert (tmp_path / "p.png").is_file()
+    assert main(["train", "--resume", str(run), "--epochs", "5"]) == 2
+    assert "--epochs cannot change" in capsys.readouterr().err
+    assert main(["train", "--data", str(tmp_path / "none"), "--out", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "dataset not found" in err
+    assert main(["plot", str(tmp_path)]) == 2
+    assert "no metrics here" in capsys.readouterr().err
+
+
+def test_one_class_folder_is_refused(tmp_path):
+    from PIL import Image
+
+    (tmp_path / "only").mkdir()
+    for i in range(3):
+        Image.new("RGB", (32, 32), (i, 0, 0)).save(tmp_path / "only" / f"{i}.png")
+    with pytest.raises(DataError, match="only one class"):
+        train(TrainConfig(data=str(tmp_path), out=str(tmp_path / "run"), progress=False))

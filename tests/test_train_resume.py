@@ -1,0 +1,97 @@
+"""Exact resume after a real SIGKILL of a real `squeezenet train` process, and torchrun data parallelism.
+
+Both run the CLI as subprocesses on the real digits, with one thread each so that two runs side by side
+neither slow each other down nor differ in how float sums are split across threads.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from squeezenet.train import read_metrics
+from squeezenet.weights.io import read_safetensors
+
+TRAIN = [sys.executable, "-m", "squeezenet", "train", "--data", "digits", "--arch", "1_1", "--subset", "192",
+         "--batch-size", "32", "--micro-batch", "16", "--epochs", "3", "--warmup-epochs", "0.5", "--lr", "0.01",
+         "--seed", "11", "--no-progress"]
+
+
+def _environment() -> dict[str, str]:
+    return {**os.environ, "OMP_NUM_THREADS": "1", "OMP_WAIT_POLICY": "PASSIVE", "PYTHONWARNINGS": "ignore"}
+
+
+def _weights(path: Path) -> dict[str, torch.Tensor]:
+    return read_safetensors(path).state_dict
+
+
+@pytest.mark.slow
+def test_sigkill_at_an_arbitrary_moment_then_resume_gives_identical_weights(tmp_path):
+    reference, killed = tmp_path / "reference", tmp_path / "killed"
+    environment = _environment()
+    uninterrupted = subprocess.Popen([*TRAIN, "--out", str(reference)], env=environment,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    victim = subprocess.Popen([*TRAIN, "--out", str(killed), "--checkpoint-every", "2"], env=environment,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not (killed / "state.pt").exists():  # the first checkpoint is written: training is under way
+        assert victim.poll() is None and time.monotonic() < deadline, "the run to kill ended before a checkpoint"
+        time.sleep(0.05)
+    time.sleep(random.uniform(0.0, 1.5))  # an arbitrary moment: mid-step, mid-evaluation or mid-write
+    victim.send_signal(signal.SIGKILL)
+    assert victim.wait() == -signal.SIGKILL
+    killed_at = torch.load(killed / "state.pt", weights_only=True)["step"]
+    assert killed_at < 18, "the run finished before it was killed; nothing was tested"
+    resumed = subprocess.run([*TRAIN[:3], "train", "--resume", str(killed)], env=environment,
+                             capture_output=True, text=True, timeout=180)
+    assert resumed.returncode == 0, resumed.stderr
+    assert uninterrupted.wait(timeout=180) == 0, uninterrupted.stderr.read()
+
+    expected, got = _weights(reference / "last.safetensors"), _weights(killed / "last.safetensors")
+    assert expected.keys() == got.keys()
+    assert all(torch.equal(expected[k], got[k]) for k in expected), f"weights differ after resuming at {killed_at}"
+    assert [r["step"] for r in read_metrics(killed)] == [6, 12, 18]
+    assert [r["test_loss"] for r in read_metrics(killed)] == [r["test_loss"] for r in read_metrics(reference)]
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_torchrun_two_processes_match_one_process(tmp_path):
+    torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent))
+    if torchrun is None:
+        pytest.skip("torchrun is not installed beside this Python")
+    # Dropout off: each process draws its own masks, so only then can the runs agree to float rounding.
+    settings = [*TRAIN[4:], "--dropout", "0", "--epochs", "1", "--checkpoint-every", "3"]
+    single = subprocess.Popen([sys.executable, "-m", "squeezenet", "train", *settings, "--out", str(tmp_path / "one")],
+                              env=_environment(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    launched = subprocess.run([torchrun, "--nproc-per-node", "2", "--master-addr", "127.0.0.1",
+                               "--master-port", str(_free_port()), "-m", "squeezenet", "train", *settings,
+                               "--out", str(tmp_path / "two")],
+                              env=_environment(), capture_output=True, text=True, timeout=240)
+    assert launched.returncode == 0, launched.stderr[-2000:]
+    assert single.wait(timeout=240) == 0, single.stderr.read()
+    assert "batch 32 = 2 process(es) x 1 x 16" in launched.stdout  # each process: one micro-batch of 16
+    assert launched.stdout.count("done:") == 1  # only process 0 reports
+
+    one, two = _weights(tmp_path / "one" / "last.safetensors"), _weights(tmp_path / "two" / "last.safetensors")
+    start = _weights(tmp_path / "one" / "checkpoints" / "step-00000003.safetensors")
+    assert any(not torch.equal(start[k], one[k]) for k in one)  # the weights moved
+    for name in one:
+        torch.testing.assert_close(two[name], one[name], rtol=1e-4, atol=1e-6, msg=name)
+    assert read_metrics(tmp_path / "two")[0]["train_loss"] == pytest.approx(
+        read_metrics(tmp_path / "one")[0]["train_loss"], rel=1e-5)
