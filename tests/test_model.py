@@ -136,3 +136,17 @@ def test_complex_bypass_adds_1x1_convs_elsewhere():
     assert sorted(convs) == ["fire2", "fire4", "fire6", "fire8"]
     extra = sum(p.numel() for m in convs.values() for p in m.parameters())
     assert count(model) == 1_248_424 + extra
+
+
+def test_final_relu_can_be_dropped_for_few_class_training():
+    torch.manual_seed(0)
+    paper, linear = sq.build("cifar"), sq.build("cifar", final_relu=False)
+    linear.load_state_dict(paper.state_dict())
+    with torch.no_grad():
+        linear.classifier.conv10.bias.fill_(-5.0)  # every class output negative: the paper's ReLU would zero them
+        paper.classifier.conv10.bias.fill_(-5.0)
+    x = torch.randn(2, 3, 32, 32)
+    with torch.inference_mode():
+        assert paper.eval()(x).abs().max() == 0
+        assert linear.eval()(x).max() < 0
+    assert sq.Spec.from_json(linear.spec.to_json()).final_relu is False

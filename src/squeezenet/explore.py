@@ -36,7 +36,7 @@ from typing import Any
 from .errors import SpecError, SqueezeNetError, TrainingError
 from .model import summary
 from .spec import BYPASS_MODES, Metaparameters, Spec, get_spec, register
-from .train import RESUME_OVERRIDES, TrainConfig, read_metrics, train
+from .train import RESUME_OVERRIDES, TrainConfig, read_metrics, spec_overrides, train
 from .weights.io import read_safetensors, write_atomic
 
 
@@ -404,7 +404,7 @@ def explore(out: str | Path, sweeps: Sequence[Sweep], config: TrainConfig, base:
         raise ExploreError("nothing to explore: give --sweep NAME=V1,V2,... (e.g. squeeze_ratio=0.125,0.25,0.5) "
                            "or --bypass none,simple,complex")
     config.validate()
-    base = get_spec(base if base is not None else config.arch, dropout=config.dropout, batch_norm=config.batch_norm)
+    base = get_spec(base if base is not None else config.arch, **spec_overrides(config))
     points = plan_points(base, sweeps)
     out = Path(out)
     if out.exists() and not out.is_dir():

@@ -113,7 +113,7 @@ class SqueezeNet(nn.Module):
         self.classifier = nn.Sequential(OrderedDict(
             dropout=nn.Dropout(spec.dropout),
             conv10=nn.Conv2d(channels, spec.num_classes, 1, padding=spec.conv10_padding),
-            relu10=nn.ReLU(inplace=True),
+            relu10=nn.ReLU(inplace=True) if spec.final_relu else nn.Identity(),
             pool10=nn.AdaptiveAvgPool2d(1),
         ))
         self._initialise()

@@ -108,6 +108,7 @@ class Spec:
     conv10_padding: int = 0
     bypass: str = "none"
     batch_norm: bool = False
+    final_relu: bool = True  # False: no ReLU before the pool (a deviation; few-class nets then keep every class)
     allow_wide_squeeze: bool = False
 
     def __post_init__(self) -> None:
@@ -147,6 +148,9 @@ class Spec:
             _check_int(name, getattr(self, name), minimum=1)
         _check_int("conv1_padding", self.conv1_padding, minimum=0)
         _check_int("conv10_padding", self.conv10_padding, minimum=0)
+        for flag in ("batch_norm", "final_relu", "allow_wide_squeeze"):
+            if not isinstance(getattr(self, flag), bool):
+                raise SpecError(f"{flag} must be true or false, got {getattr(self, flag)!r}")
         # Wider padding only adds zero borders, and would let a forged spec blow up the activations.
         if self.conv1_padding > self.conv1_kernel or self.conv10_padding > 1:
             raise SpecError(f"conv1_padding must be at most conv1_kernel ({self.conv1_kernel}) and conv10_padding at "

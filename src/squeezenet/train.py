@@ -79,6 +79,8 @@ class TrainConfig:
     label_smoothing: float = _option(0.0, "label smoothing of the cross-entropy")
     dropout: float = _option(0.5, "dropout before conv10")
     batch_norm: bool = _option(False, "batch norm after every conv (a deviation from the paper)")
+    final_relu: bool = _option(True, "keep the ReLU between conv10 and the pool (the paper's); --no-final-relu "
+                                     "keeps few-class networks from losing classes (a deviation)")
     num_classes: int | None = _option(None, "outputs of conv10 (default: the dataset's classes)")
     image_size: int | None = _option(None, "training input size (default: 32 for small images, else 224)")
     subset: int | None = _option(None, "train on a fixed random N of the training images (quick runs)")
@@ -133,6 +135,11 @@ PAPER_LR, PAPER_BATCH = 0.04, 1024  # the SqueezeNet solver's base_lr (poly deca
 RESUME_OVERRIDES = ("device", "workers", "progress", "tensorboard", "checkpoint_every", "keep", "time_limit")
 
 
+def spec_overrides(config: TrainConfig) -> dict[str, Any]:
+    """The spec fields a training config sets (so explore and train build the same network)."""
+    return {"dropout": config.dropout, "batch_norm": config.batch_norm, "final_relu": config.final_relu}
+
+
 def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
@@ -155,18 +162,36 @@ def config_from_dict(values: dict[str, Any], source: str, base: TrainConfig | No
         if name not in known:
             raise TrainingError(f"{source}: unknown key {key!r} (keys are the flags of `squeezenet train`)")
         kind = _kind(name)
+        if value is None and not _optional(name):
+            raise TrainingError(f"{source}: {key} needs a value ({kind.__name__}), got nothing")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise TrainingError(f"{source}: {key} must be a finite number, got {value!r}")
         if value is None or (isinstance(value, kind) and (kind is bool or not isinstance(value, bool))):
             changes[name] = value
         elif kind is float and isinstance(value, (int, str)) and not isinstance(value, bool):
             try:  # YAML reads 1 as an int and 2e-4 as text
-                changes[name] = float(value)
-            except ValueError:
+                number = float(value)
+            except (ValueError, OverflowError):
                 raise TrainingError(f"{source}: {key} must be a number, got {value!r}") from None
+            if not math.isfinite(number):
+                raise TrainingError(f"{source}: {key} must be a finite number, got {value!r}")
+            changes[name] = number
         elif kind is str:
             raise TrainingError(f"{source}: {key} must be text; quote it (YAML read {value!r}, e.g. 1_1 as 11)")
         else:
             raise TrainingError(f"{source}: {key} must be {kind.__name__}, got {value!r}")
-    return dataclasses.replace(base or TrainConfig(), **changes)
+    config = dataclasses.replace(base or TrainConfig(), **changes)
+    try:
+        config.validate()
+    except TrainingError as error:
+        raise TrainingError(f"{source}: {error}") from None
+    return config
+
+
+def _optional(name: str) -> bool:
+    """Whether a config field may be left empty (None)."""
+    hint = typing.get_type_hints(TrainConfig)[name]
+    return isinstance(hint, types.UnionType) and type(None) in typing.get_args(hint)
 
 
 def load_config(path: str | Path, base: TrainConfig | None = None) -> TrainConfig:
@@ -546,8 +571,7 @@ def _train(config: TrainConfig, processes: Processes, initial: SqueezeNet | None
     _seed_everything(config.seed + processes.rank)  # dropout differs across processes; the data order does not
 
     # Data and model: everything checked before the first step.
-    spec = initial.spec if initial is not None else get_spec(config.arch, dropout=config.dropout,
-                                                             batch_norm=config.batch_norm)
+    spec = initial.spec if initial is not None else get_spec(config.arch, **spec_overrides(config))
     data = load_datasets(config.data, config.image_size, min_size=spec.min_input_size(), strict=config.strict,
                          download=config.download, cache=config.cache, subset=config.subset)
     num_classes = config.num_classes or (initial.spec.num_classes if initial is not None else data.num_classes)
