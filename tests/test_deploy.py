@@ -19,7 +19,6 @@ from PIL import Image
 import squeezenet as sq
 from squeezenet import deploy
 from squeezenet.benchmark import compare_accuracy
-from squeezenet.cli import main
 from squeezenet.data import labelled_images, open_image
 from squeezenet.deploy import (
     Backend,
@@ -34,6 +33,7 @@ from squeezenet.deploy import (
 from squeezenet.errors import InputSizeError, SqueezeNetError, WeightsError
 
 from .conftest import shared_path
+from .test_cli import run as run_cli
 
 V11 = "weights/caffe_v1.1/squeezenet_v1.1.caffemodel"
 DC = "weights/deep_compression_v1.0/compressed_SqueezeNet.net"
@@ -41,15 +41,6 @@ SAMPLES = "data/imagenet-samples"
 TENCH = "n01440764_tench.JPEG"  # class 0
 CALIBRATION_STEP = 5  # every 5th sample image calibrates int8; the other 400 measure accuracy
 ONE_POINT = 0.01 + 1e-9  # the bar, as a fraction (1e-9: 0.73 - 0.72 is 0.0100000001 in floats)
-
-
-def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    try:
-        code = main(list(argv))
-    except SystemExit as exit_:
-        code = exit_.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.fixture(autouse=True)
