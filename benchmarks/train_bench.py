@@ -151,7 +151,11 @@ def cifar(args: argparse.Namespace) -> None:
     started = time.perf_counter()
     train(config)
     wall = time.perf_counter() - started
-    records = read_metrics(out)
+    try:
+        records = read_metrics(out)
+    except sq.TrainingError:
+        sys.exit(f"no epoch finished within {args.budget_minutes:g} min ({wall / 60:.1f} min of training); "
+                 f"plan fewer epochs or a smaller --subset; the partial run is in {out}")
     reached = next((r for r in records if r["test_top1"] >= args.target), None)
     best = max(records, key=lambda r: r["test_top1"])
     print(json.dumps({
