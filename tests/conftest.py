@@ -5,6 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
+
+import squeezenet as sq
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 
@@ -36,3 +39,13 @@ def shared() -> Path:
     if not SHARED.exists():
         pytest.skip(f"real data folder {SHARED} is absent")
     return SHARED
+
+
+def tiny_model(seed: int = 0) -> sq.SqueezeNet:
+    """A two-Fire network (about 9k weights) with a preprocessing recipe: every code path, in milliseconds."""
+    torch.manual_seed(seed)
+    spec = sq.get_spec("cifar").replace(name="tiny", conv1_filters=16, pool_after=("fire2",),
+                                        fires=sq.Metaparameters(base_e=32, incr_e=32, num_fires=2))
+    model = sq.build(spec)
+    model.preprocess = sq.get_preprocessing("torchvision")
+    return model

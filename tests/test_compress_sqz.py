@@ -18,22 +18,17 @@ from squeezenet import WeightsError
 from squeezenet.compress import CompressionError, sqz
 from squeezenet.compress.prune import prune
 from squeezenet.compress.quantize import share_weights
-from squeezenet.spec import Metaparameters
 from squeezenet.weights import deep_compression as dc
 from squeezenet.weights.io import detect_format
 
-from .conftest import shared_path
+from .conftest import shared_path, tiny_model
 
 DC_FILE = "weights/deep_compression_v1.0/compressed_SqueezeNet.net"
 
 
 def small_model(seed: int = 0) -> sq.SqueezeNet:
-    """A two-Fire network (about 9k weights): every code path, in milliseconds."""
-    torch.manual_seed(seed)
-    spec = sq.get_spec("cifar").replace(name="tiny", conv1_filters=16, pool_after=("fire2",),
-                                        fires=Metaparameters(base_e=32, incr_e=32, num_fires=2))
-    model = sq.build(spec)
-    model.preprocess = sq.get_preprocessing("torchvision")
+    """The tiny test network with non-zero biases, so every stored stream is exercised."""
+    model = tiny_model(seed)
     with torch.no_grad():
         for parameter in model.parameters():
             parameter.add_(torch.randn_like(parameter) * 0.01)  # non-zero biases too

@@ -24,12 +24,11 @@ from PIL import Image
 
 import squeezenet as sq
 from squeezenet.preprocess import MAX_SIDE
-from squeezenet.spec import Metaparameters
 from squeezenet.weights.caffe import message_class
 from squeezenet.weights.layers import DEEP_COMPRESSION_NAMES, conv_layers
 from squeezenet.weights.torchvision import to_torchvision
 
-from ..conftest import shared_path
+from ..conftest import shared_path, tiny_model
 from . import mutate
 from .harness import check, check_all, fuzz_settings
 
@@ -37,14 +36,6 @@ CAFFE_FILE = "weights/caffe_v1.1/squeezenet_v1.1.caffemodel"
 NET_FILE = "weights/deep_compression_v1.0/compressed_SqueezeNet.net"
 
 
-def tiny_model(seed: int = 0) -> sq.SqueezeNet:
-    """A two-Fire network (about 9k weights) with a preprocessing recipe: the whole format, in milliseconds."""
-    torch.manual_seed(seed)
-    spec = sq.get_spec("cifar").replace(name="tiny", conv1_filters=16, pool_after=("fire2",),
-                                        fires=Metaparameters(base_e=32, incr_e=32, num_fires=2))
-    model = sq.build(spec)
-    model.preprocess = sq.get_preprocessing("torchvision")
-    return model
 
 
 def changed_values(reference: dict[str, torch.Tensor], model: object) -> int | str:
