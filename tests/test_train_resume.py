@@ -52,6 +52,10 @@ def test_sigkill_at_an_arbitrary_moment_then_resume_gives_identical_weights(tmp_
     assert victim.wait() == -signal.SIGKILL
     killed_at = torch.load(killed / "state.pt", weights_only=True)["step"]
     assert killed_at < 18, "the run finished before it was killed; nothing was tested"
+    # What a kill during a write leaves behind (the temporary file of a write that never got renamed).
+    litter = [killed / ".last.safetensors.k1ll3d.tmp", killed / "checkpoints" / ".step-00000099.state.pt.x.tmp"]
+    for path in litter:
+        path.write_bytes(b"half a file")
     resumed = subprocess.run([*TRAIN[:3], "train", "--resume", str(killed)], env=environment,
                              capture_output=True, text=True, timeout=180)
     assert resumed.returncode == 0, resumed.stderr
@@ -61,6 +65,7 @@ def test_sigkill_at_an_arbitrary_moment_then_resume_gives_identical_weights(tmp_
     assert expected.keys() == got.keys()
     assert all(torch.equal(expected[k], got[k]) for k in expected), f"weights differ after resuming at {killed_at}"
     assert [r["step"] for r in read_metrics(killed)] == [6, 12, 18]
+    assert not any(path.exists() for path in litter), "the resume left half-written files behind"
     assert [r["test_loss"] for r in read_metrics(killed)] == [r["test_loss"] for r in read_metrics(reference)]
 
 

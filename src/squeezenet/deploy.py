@@ -33,7 +33,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .errors import DataError, InputSizeError, SqueezeNetError, WeightsError
+from .data import cache_dir
+from .errors import DataError, ExportError, InputSizeError, SqueezeNetError, WeightsError
 from .preprocess import Preprocessing, get_preprocessing
 from .spec import PRESETS, Spec
 
@@ -51,10 +52,6 @@ OPENVINO_F32 = {"INFERENCE_PRECISION_HINT": "f32"}
 FORMATS = ("onnx", "openvino")
 BACKENDS = ("openvino", "pytorch", "onnxruntime")  # for predict/evaluate, fastest first (see benchmark.py)
 _RUNTIME_MODULES = {"openvino": "openvino", "nncf": "nncf", "onnxruntime": "onnxruntime", "pytorch": "torch"}
-
-
-class ExportError(SqueezeNetError):
-    """An export that failed, or whose outputs do not match PyTorch's."""
 
 
 def _first_line(error: BaseException) -> str:
@@ -662,15 +659,15 @@ def torchvision_backend(model: nn.Module, name: str = "torchvision-eager") -> Ba
 
 
 def _export_cache_dir() -> Path:
-    return Path(os.environ.get("SQUEEZENET_CACHE") or Path(torch.hub.get_dir()) / "squeezenet" / "exports")
+    return cache_dir() / "exports"
 
 
 def cached_onnx(model: nn.Module, input_size: int | None = None) -> Path:
     """An ONNX export of ``model``, made once and reused: keyed by a hash of its weights, spec, preprocessing and size.
 
     predict and evaluate convert a weights file on every run; the export takes
-    seconds, the cache lookup milliseconds. The cache lives under torch.hub's
-    folder, or $SQUEEZENET_CACHE.
+    seconds, the cache lookup milliseconds. The cache lives in the package's
+    cache folder ($SQUEEZENET_CACHE, else ~/.cache/squeezenet), under exports/.
     """
     size = _input_size(model, input_size)
     digest = hashlib.sha256(f"{torch.__version__}|{ONNX_OPSET}|{size}".encode())

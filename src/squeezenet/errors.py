@@ -29,3 +29,7 @@ class DataError(SqueezeNetError):
 
 class TrainingError(SqueezeNetError):
     """Training cannot go on (diverged, stalled, unwritable run folder)."""
+
+
+class ExportError(SqueezeNetError):
+    """An export that failed, or whose outputs do not match PyTorch's."""

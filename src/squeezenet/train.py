@@ -383,6 +383,12 @@ class RunFolder:
         kept = [line for line in lines if line.strip() and _step_of(line) <= step]
         write_atomic(self.metrics, "".join(line + "\n" for line in kept).encode())
 
+    def remove_partial_writes(self) -> None:
+        """Delete the temporary files of writes a kill interrupted (never renamed, so never read)."""
+        for folder in (self.path, self.checkpoints):
+            for temporary in folder.glob(".*.tmp"):
+                temporary.unlink(missing_ok=True)
+
 
 def _step_of(line: str) -> int:
     try:
@@ -623,6 +629,7 @@ def _train(config: TrainConfig, processes: Processes, initial: SqueezeNet | None
         _set_rng_state(rng[processes.rank], processes.device)
         if processes.main:
             run.rewind_metrics(step)
+            run.remove_partial_writes()
     elif processes.main:
         run.create(config)
     _barrier(processes)

@@ -43,7 +43,7 @@ import torch
 from ..errors import SqueezeNetError, WeightsError
 from ..model import SqueezeNet
 from ..preprocess import Preprocessing
-from ..spec import Spec
+from ..spec import MAX_FIRE_MODULES, Spec
 from ..weights import deep_compression
 from ..weights.deep_compression import encode_positions
 from ..weights.io import register_format, write_atomic
@@ -59,7 +59,6 @@ MAX_HEADER_BYTES = 1 << 20  # compressed header; ours are about 1 KB
 MAX_HEADER_TEXT = 1 << 24  # the header after decompression
 MAX_PARAMETERS = 1 << 25  # 128 MB as float32: far above any SqueezeNet, far below a forged size
 MAX_FILE_BYTES = 1 << 30
-MAX_FIRE_MODULES = 1024
 LAYOUTS = ("sparse", "dense")
 MAX_GAP_BITS = 8
 VALUE_DTYPES = {"float32": np.dtype("<f4"), "float16": np.dtype("<f2")}
