@@ -35,6 +35,7 @@ from squeezenet.compress.sqz import sparse_entries
 from squeezenet.data import labelled_images, load_datasets
 from squeezenet.deploy import preprocessed
 from squeezenet.evaluate import accuracy
+from squeezenet.train import load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
@@ -195,19 +196,35 @@ def plot_curve(result: Mapping[str, Any], path: Path) -> Path:
 # -- (c) ------------------------------------------------------------------------------
 
 
+# Training settings a fine-tune keeps from the run that trained the model: the same optimizer and
+# regularisation, at a quarter of its peak learning rate (cosine to zero from there).
+INHERITED = ("optimizer", "weight_decay", "label_smoothing", "channels_last", "batch_size", "momentum")
+
+
+def finetune_recipe(run_dir: Path) -> dict[str, Any]:
+    """Fine-tuning settings taken from the training run's config.yaml (none for a bare weights file)."""
+    if not (run_dir / "config.yaml").is_file():
+        return {}
+    trained = load_config(run_dir / "config.yaml")
+    return {**{name: getattr(trained, name) for name in INHERITED}, "lr": trained.peak_lr / 4}
+
+
 def bench_cifar(out: Path, run_dir: Path, data: str, epochs: int, prune: str | float, bits: int,
                 train_overrides: dict[str, Any]) -> dict[str, Any]:
     weights = run_dir / "best.safetensors" if run_dir.is_dir() else run_dir
     datasets = load_datasets(data)
     evaluate = dataset_evaluator(datasets)
-    finetune = train_finetuner(data, epochs, out / "cifar-finetune", **train_overrides) if epochs else None
+    recipe = {**finetune_recipe(run_dir), **train_overrides}
+    print(f"fine-tuning {epochs} epoch(s) per stage with {json.dumps(recipe)}", flush=True)
+    finetune = train_finetuner(data, epochs, out / "cifar-finetune", **recipe) if epochs else None
     row = run(weights, out / "cifar.sqz", evaluate, prune=prune, bits=bits, huffman=True, gap_bits="auto",
               finetune=finetune)
     before, after = row["report"]["accuracy_before"], row["accuracy"]
     float32_bytes = weights.stat().st_size
     return {**row, "float32_file": str(weights), "float32_file_bytes": float32_bytes,
             "times_smaller": round(float32_bytes / row["bytes"], 2), "accuracy_before": before,
-            "top1_change_points": round(100 * (after["top1"] - before["top1"]), 2), "epochs_per_stage": epochs}
+            "top1_change_points": round(100 * (after["top1"] - before["top1"]), 2), "epochs_per_stage": epochs,
+            "finetune_recipe": recipe}
 
 
 # -- main -----------------------------------------------------------------------------

@@ -47,13 +47,14 @@ VARIANTS = {
 }
 
 # Part (b): the recipe. `cifar_fast` (the `cifar` preset with a pool after the stem: Fire modules, 0.73M
-# parameters, 23.5M MACs) with batch norm (a documented deviation from the paper), AdamW with a one-epoch warmup
-# and linear decay to 0, label smoothing, no dropout; decoded uint8 images cached in memory, pad-and-crop + flip
-# on tensors. AdamW rather than SGD: with 10 classes, SGD at useful rates kills classes through the ReLU before
-# the pool (see the README), AdamW did not in our short runs.
-CIFAR_RECIPE = dict(arch="cifar_fast", batch_norm=True, batch_size=128, optimizer="adamw", lr=0.002,
-                    weight_decay=0.05, warmup_epochs=1.0, schedule="linear", label_smoothing=0.1, dropout=0.0,
-                    channels_last=True)
+# parameters, 23.5M MACs) with batch norm and without the ReLU after conv10 (both documented deviations from
+# the paper), AdamW with a half-epoch warmup and linear decay to 0, label smoothing, no dropout; decoded uint8
+# images cached in memory, pad-and-crop + flip on tensors. The paper's ReLU after conv10 left 1-4 of the 10
+# classes dead in our runs (they can never be predicted); without it none died. SGD (Nesterov, lr 0.1) and
+# AdamW (lr 0.004) were level after 36k images (51.3% and 52.1% test top-1).
+CIFAR_RECIPE = dict(arch="cifar_fast", batch_norm=True, final_relu=False, batch_size=128, optimizer="adamw",
+                    lr=0.004, weight_decay=0.05, warmup_epochs=0.5, schedule="linear", label_smoothing=0.1,
+                    dropout=0.0, channels_last=True)
 
 
 def planned_epochs(recipe: dict, budget_seconds: float, train_images: int, test_images: int) -> int:
@@ -65,16 +66,16 @@ def planned_epochs(recipe: dict, budget_seconds: float, train_images: int, test_
     batch = recipe["batch_size"]
     images, labels = torch.randn(batch, 3, 32, 32), torch.randint(0, 10, (batch,))
     times = []
-    for _ in range(4):
+    for _ in range(12):  # the first steps are slow (oneDNN picks kernels, memory warms up): time the later ones
         start = time.perf_counter()
         torch.nn.functional.cross_entropy(model(images), labels).backward()
         optimizer.step()
         optimizer.zero_grad()
         times.append(time.perf_counter() - start)
-    per_second = batch / statistics.median(times[1:])
+    per_second = batch / statistics.median(times[4:])
     per_epoch = (train_images + test_images / 3) / per_second
     print(f"about {per_second:.0f} img/s training: {per_epoch / 60:.1f} min per epoch", flush=True)
-    return max(1, int(0.9 * budget_seconds / per_epoch))
+    return max(1, int(0.82 * budget_seconds / per_epoch))  # augmentation and evaluation cost ~15% more
 
 
 def baseline_images_per_second(batch: int, steps: int, size: int = 224) -> float:
