@@ -29,7 +29,7 @@ import torch
 
 import squeezenet as sq
 from squeezenet.compress import huffman
-from squeezenet.compress.finetune import dataset_evaluator, train_finetuner
+from squeezenet.compress.finetune import dataset_evaluator, distill_finetuner, train_finetuner
 from squeezenet.compress.quantize import share_weights
 from squeezenet.compress.sqz import sparse_entries
 from squeezenet.data import labelled_images, load_datasets
@@ -72,6 +72,13 @@ class ImageNetSamples:
         self.labels = torch.tensor([label for _, label in items])
         print(f"[{len(items)} images preprocessed in {time.perf_counter() - start:.0f} s]", file=sys.stderr)
 
+    def split(self, every: int) -> torch.Tensor:
+        """Take every ``every``-th image out of the scored set and return it (unlabelled, for distillation)."""
+        chosen = torch.arange(len(self.labels)) % every == 0
+        held_out = self.inputs[chosen]
+        self.inputs, self.labels = self.inputs[~chosen], self.labels[~chosen]
+        return held_out
+
     def __call__(self, model: torch.nn.Module) -> dict[str, float]:
         model.eval()
         with torch.inference_mode():
@@ -103,6 +110,30 @@ def bench_net(out: Path, limit: int | None, configs: list[int] | None) -> dict[s
         row["top1_change_points"] = round(100 * (row["accuracy"]["top1"] - base["top1"]), 2)
     return {"images": len(samples.labels), "reference_top1": base["top1"], "rows": rows,
             "paper_047_accounting": paper_accounting(reference)}
+
+
+# (a), with fine-tuning: distillation from the paper's own model on a fifth of the images, scored on the rest.
+DISTILL_CONFIGS: dict[str, dict[str, Any]] = {
+    "6-bit + Huffman, best layout and gap width": {"bits": 6, "huffman": True, "gap_bits": "auto"},
+    "5-bit + Huffman, best layout and gap width": {"bits": 5, "huffman": True, "gap_bits": "auto"},
+}
+
+
+def bench_distill(out: Path, limit: int | None, epochs: int, lr: float) -> dict[str, Any]:
+    samples = ImageNetSamples(limit)
+    calibration = samples.split(5)
+    reference = sq.load(NET_FILE)
+    base = samples(reference)
+    rows: dict[str, Any] = {"paper's file (8-bit, 4-bit gaps)": {"bytes": NET_FILE.stat().st_size, "accuracy": base}}
+    finetune = distill_finetuner(reference, calibration, epochs=epochs, lr=lr)
+    for number, (name, settings) in enumerate(DISTILL_CONFIGS.items(), start=1):
+        rows[name] = run(NET_FILE, out / f"distill-{number}-plain.sqz", samples, **settings)
+        rows[f"{name}, distilled"] = run(NET_FILE, out / f"distill-{number}.sqz", samples, finetune=finetune,
+                                          **settings)
+    for row in rows.values():
+        row["top1_change_points"] = round(100 * (row["accuracy"]["top1"] - base["top1"]), 2)
+    return {"images": len(samples.labels), "calibration_images": len(calibration), "epochs": epochs, "lr": lr,
+            "reference_top1": base["top1"], "rows": rows}
 
 
 def paper_accounting(reference: sq.SqueezeNet) -> dict[str, int]:
@@ -246,7 +277,7 @@ def _prune_value(text: str) -> str | float:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("what", choices=("net", "curve", "cifar"))
+    parser.add_argument("what", choices=("net", "distill", "curve", "cifar"))
     parser.add_argument("run_dir", nargs="?", type=Path, help="cifar: a training run folder (or a weights file)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/compress")
     parser.add_argument("--limit", type=int, default=None, help="first N ImageNet images only (smoke test)")
@@ -261,12 +292,16 @@ def main() -> int:
     parser.add_argument("--batch-size", type=int, default=None, help="cifar: fine-tuning batch size")
     parser.add_argument("--time-limit", type=float, default=None, help="cifar: stop each fine-tuning stage after "
                         "this many seconds (smoke tests)")
+    parser.add_argument("--distill-epochs", type=int, default=4, help="distill: passes over the held-out images")
+    parser.add_argument("--distill-lr", type=float, default=1e-4, help="distill: Adam learning rate")
     parser.add_argument("--json", action="store_true", help="print the whole result as JSON")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     if args.what == "net":
         result = bench_net(args.out, args.limit, [int(c) for c in args.configs.split(",")] if args.configs else None)
+    elif args.what == "distill":
+        result = bench_distill(args.out, args.limit, args.distill_epochs, args.distill_lr)
     elif args.what == "curve":
         result = bench_curve(args.out, args.limit, [_prune_value(p) for p in args.prune.split(",")],
                              [int(b) for b in args.bits.split(",")])
@@ -288,14 +323,16 @@ def main() -> int:
 
 def summarize(what: str, result: Mapping[str, Any]) -> str:
     lines = []
-    if what == "net":
-        lines.append(f"(a) paper's file re-encoded; top-1/top-5 on {result['images']} ImageNet samples")
+    if what in ("net", "distill"):
+        distilled = (f" (distilled on {result['calibration_images']} others, {result['epochs']} epochs, "
+                     f"lr {result['lr']:g})") if what == "distill" else ""
+        lines.append(f"(a) paper's file re-encoded; top-1/top-5 on {result['images']} ImageNet samples{distilled}")
         for name, row in result["rows"].items():
             acc = row["accuracy"]
             lines.append(f"  {name:<72} {row['bytes']:>9,} B  top-1 {100 * acc['top1']:5.1f}%  top-5 "
                          f"{100 * acc['top5']:5.1f}%  change {row['top1_change_points']:+.1f}")
-        lines.append("  what the paper's 0.47 MB (6-bit) can have counted:")
-        for name, value in result["paper_047_accounting"].items():
+        lines.append("  what the paper's 0.47 MB (6-bit) can have counted:" if what == "net" else "")
+        for name, value in result.get("paper_047_accounting", {}).items():
             lines.append(f"    {name:<44} {value:>10,}")
     elif what == "curve":
         lines.append(f"(b) v1.1 without fine-tuning; float32 top-1 {100 * result['reference']['top1']:.1f}% "

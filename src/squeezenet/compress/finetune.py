@@ -15,7 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
+from tqdm import tqdm
 
 from ..data import Datasets, batches, labelled_images, load_datasets
 from ..evaluate import accuracy, evaluate
@@ -44,6 +46,42 @@ def train_finetuner(data: str | Path, epochs: int, out: str | Path, **config: An
         if base.micro_batch is None:
             base = dataclasses.replace(base, micro_batch=min(base.batch_size, 256))
         train(base, model=model)
+
+    return finetune
+
+
+def distill_finetuner(teacher: nn.Module, images: torch.Tensor, epochs: int = 4, lr: float = 1e-4,
+                      batch_size: int = 20, progress: bool = True) -> Finetuner:
+    """Fine-tune toward ``teacher``'s outputs on unlabelled, preprocessed ``images`` (and their mirror images).
+
+    For a model whose training set is not at hand (the paper's ImageNet): no labels are needed, and only
+    the parameters the compression leaves free move (shared centroids, kept weights, biases), so a few
+    hundred images go a long way without overfitting. The loss is the KL divergence from the teacher's
+    softmax; dropout is off, as the teacher's outputs are deterministic.
+    """
+    if images.ndim != 4 or len(images) == 0:
+        raise CompressionError(f"distillation needs preprocessed images shaped (N, C, H, W), got {tuple(images.shape)}")
+    inputs = torch.cat([images, images.flip(-1)])
+    teacher.eval()
+    with torch.inference_mode():
+        targets = torch.cat([F.log_softmax(teacher(batch).float(), 1) for batch in inputs.split(batch_size)])
+
+    def finetune(model: SqueezeNet, stage: str) -> None:
+        free = [parameter for parameter in model.parameters() if parameter.requires_grad]
+        optimizer = torch.optim.Adam(free, lr=lr)
+        order = torch.Generator().manual_seed(0)
+        model.eval()
+        steps = epochs * -(-len(inputs) // batch_size)
+        with tqdm(total=steps, desc=f"distil ({stage})", unit="step", disable=not progress, leave=False) as bar:
+            for _ in range(epochs):
+                for chosen in torch.randperm(len(inputs), generator=order).split(batch_size):
+                    loss = F.kl_div(F.log_softmax(model(inputs[chosen]).float(), 1), targets[chosen],
+                                    log_target=True, reduction="batchmean")
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    optimizer.step()
+                    bar.set_postfix(kl=f"{loss.item():.4f}", refresh=False)
+                    bar.update(1)
 
     return finetune
 
