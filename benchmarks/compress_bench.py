@@ -119,7 +119,7 @@ DISTILL_CONFIGS: dict[str, dict[str, Any]] = {
 }
 
 
-def bench_distill(out: Path, limit: int | None, epochs: int, lr: float) -> dict[str, Any]:
+def bench_distill(out: Path, limit: int | None, epochs: int, lr: float, configs: list[int] | None) -> dict[str, Any]:
     samples = ImageNetSamples(limit)
     calibration = samples.split(5)
     reference = sq.load(NET_FILE)
@@ -127,6 +127,8 @@ def bench_distill(out: Path, limit: int | None, epochs: int, lr: float) -> dict[
     rows: dict[str, Any] = {"paper's file (8-bit, 4-bit gaps)": {"bytes": NET_FILE.stat().st_size, "accuracy": base}}
     finetune = distill_finetuner(reference, calibration, epochs=epochs, lr=lr)
     for number, (name, settings) in enumerate(DISTILL_CONFIGS.items(), start=1):
+        if configs is not None and number not in configs:
+            continue
         rows[name] = run(NET_FILE, out / f"distill-{number}-plain.sqz", samples, **settings)
         rows[f"{name}, distilled"] = run(NET_FILE, out / f"distill-{number}.sqz", samples, finetune=finetune,
                                           **settings)
@@ -271,6 +273,10 @@ def _top1(accuracy: Mapping[str, float] | None) -> str:
     return "-" if accuracy is None else f"top-1 {100 * accuracy['top1']:.1f}%"
 
 
+def _numbers(text: str | None) -> list[int] | None:
+    return [int(number) for number in text.split(",")] if text else None
+
+
 def _prune_value(text: str) -> str | float:
     return text if text in ("paper", "none") else float(text)
 
@@ -281,7 +287,8 @@ def main() -> int:
     parser.add_argument("run_dir", nargs="?", type=Path, help="cifar: a training run folder (or a weights file)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/compress")
     parser.add_argument("--limit", type=int, default=None, help="first N ImageNet images only (smoke test)")
-    parser.add_argument("--configs", default=None, help="net: comma-separated numbers (1-based) of NET_CONFIGS to run")
+    parser.add_argument("--configs", default=None,
+                        help="net, distill: comma-separated numbers (1-based) of the configurations to run")
     parser.add_argument("--prune", default=",".join(map(str, CURVE_PRUNE)), help="curve: comma-separated")
     parser.add_argument("--bits", default=",".join(map(str, CURVE_BITS)), help="curve: comma-separated")
     parser.add_argument("--data", default=str(CIFAR), help="cifar: training data for fine-tuning and its test split")
@@ -299,9 +306,9 @@ def main() -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     if args.what == "net":
-        result = bench_net(args.out, args.limit, [int(c) for c in args.configs.split(",")] if args.configs else None)
+        result = bench_net(args.out, args.limit, _numbers(args.configs))
     elif args.what == "distill":
-        result = bench_distill(args.out, args.limit, args.distill_epochs, args.distill_lr)
+        result = bench_distill(args.out, args.limit, args.distill_epochs, args.distill_lr, _numbers(args.configs))
     elif args.what == "curve":
         result = bench_curve(args.out, args.limit, [_prune_value(p) for p in args.prune.split(",")],
                              [int(b) for b in args.bits.split(",")])
