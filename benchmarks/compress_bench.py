@@ -1,6 +1,8 @@
 """Deep Compression acceptance figures (issue 5): sizes in exact bytes and top-1/top-5 on real images.
 
     .venv/bin/python benchmarks/compress_bench.py net              # (a) the paper's 0.66 MB file re-encoded
+    .venv/bin/python benchmarks/compress_bench.py distill --distill-epochs 8 --distill-lr 3e-4
+                                                                   # (a) the same, distilled on 100 held-out images
     .venv/bin/python benchmarks/compress_bench.py curve            # (b) v1.1 size vs accuracy, no fine-tuning, PNG
     .venv/bin/python benchmarks/compress_bench.py cifar RUN_DIR    # (c) whole pipeline with fine-tuning, CIFAR-10
     ... --limit 20 (first N images: a smoke test), --out DIR (default benchmarks/results/compress), --json

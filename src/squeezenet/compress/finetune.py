@@ -55,9 +55,10 @@ def distill_finetuner(teacher: nn.Module, images: torch.Tensor, epochs: int = 4,
     """Fine-tune toward ``teacher``'s outputs on unlabelled, preprocessed ``images`` (and their mirror images).
 
     For a model whose training set is not at hand (the paper's ImageNet): no labels are needed, and only
-    the parameters the compression leaves free move (shared centroids, kept weights, biases), so a few
-    hundred images go a long way without overfitting. The loss is the KL divergence from the teacher's
-    softmax; dropout is off, as the teacher's outputs are deterministic.
+    the parameters the compression leaves free move (shared centroids, kept weights, biases), so a hundred
+    images already recover part of the loss. Too many epochs overfit so few images (see the README). The
+    loss is the KL divergence from the teacher's softmax; dropout is off, as the teacher's outputs are
+    deterministic.
     """
     if images.ndim != 4 or len(images) == 0:
         raise CompressionError(f"distillation needs preprocessed images shaped (N, C, H, W), got {tuple(images.shape)}")
