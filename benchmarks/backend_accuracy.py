@@ -24,21 +24,21 @@ from pathlib import Path
 import numpy as np
 
 import squeezenet as sq
+from shared_files import CAFFEMODEL_V11, DEEP_COMPRESSION_NET, IMAGENET_SAMPLES
 from squeezenet.benchmark import ACCURACY_VARIANTS, compare_accuracy, machine_info
 from squeezenet.data import labelled_images
 from squeezenet.deploy import preprocessed
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 WEIGHTS = {
-    "DC v1.0": SHARED / "weights/deep_compression_v1.0/compressed_SqueezeNet.net",
-    "v1.1": SHARED / "weights/caffe_v1.1/squeezenet_v1.1.caffemodel",
+    "DC v1.0": DEEP_COMPRESSION_NET,
+    "v1.1": CAFFEMODEL_V11,
 }
 CALIBRATION_STEP = 5
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=SHARED / "data/imagenet-samples")
+    parser.add_argument("--data", type=Path, default=IMAGENET_SAMPLES)
     parser.add_argument("--limit", type=int, default=None, help="use only the first N images (smoke test)")
     parser.add_argument("--backends", default=None, help="comma-separated subset of: "
                         + ", ".join(v.name for v in ACCURACY_VARIANTS))

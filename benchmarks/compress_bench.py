@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 import squeezenet as sq
+from shared_files import CAFFEMODEL_V11, CIFAR10, DEEP_COMPRESSION_NET, IMAGENET_SAMPLES, ROOT
 from squeezenet.compress import huffman
 from squeezenet.compress.finetune import dataset_evaluator, distill_finetuner, train_finetuner
 from squeezenet.compress.quantize import share_weights
@@ -39,12 +40,7 @@ from squeezenet.deploy import preprocessed
 from squeezenet.evaluate import accuracy
 from squeezenet.train import load_config
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared"
-NET_FILE = SHARED / "weights/deep_compression_v1.0/compressed_SqueezeNet.net"
-CAFFEMODEL = SHARED / "weights/caffe_v1.1/squeezenet_v1.1.caffemodel"
-IMAGES = SHARED / "data/imagenet-samples"
-CIFAR = SHARED / "data/cifar10-jpeg.tar.gz"
+NET_FILE, CAFFEMODEL, IMAGES, CIFAR = DEEP_COMPRESSION_NET, CAFFEMODEL_V11, IMAGENET_SAMPLES, CIFAR10
 
 # (a): each configuration, by the settings sq.compress takes. Bits by layer pattern, last match wins.
 NET_CONFIGS: dict[str, dict[str, Any]] = {
@@ -115,9 +111,10 @@ def bench_net(out: Path, limit: int | None, configs: list[int] | None) -> dict[s
 
 
 # (a), with fine-tuning: distillation from the paper's own model on a fifth of the images, scored on the rest.
+SIX_BIT = "6-bit + Huffman, best layout and gap width per layer"
 DISTILL_CONFIGS: dict[str, dict[str, Any]] = {
-    "6-bit + Huffman, best layout and gap width": {"bits": 6, "huffman": True, "gap_bits": "auto"},
-    "5-bit + Huffman, best layout and gap width": {"bits": 5, "huffman": True, "gap_bits": "auto"},
+    SIX_BIT: NET_CONFIGS[SIX_BIT],
+    "5-bit + Huffman, best layout and gap width per layer": {**NET_CONFIGS[SIX_BIT], "bits": 5},
 }
 
 

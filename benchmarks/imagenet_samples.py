@@ -24,17 +24,21 @@ import numpy as np
 import torch
 
 import squeezenet as sq
+from shared_files import (
+    CAFFEMODEL_V11,
+    DEEP_COMPRESSION_NET,
+    DEEP_COMPRESSION_PROTOTXT,
+    IMAGENET_SAMPLES,
+    PROTOTXT_V11,
+    ROOT,
+)
 from squeezenet.data import labelled_images, open_image
 from squeezenet.evaluate import accuracy
 from squeezenet.weights import deep_compression
 from squeezenet.weights.caffe import read_caffemodel
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared"
-DC_FILE = SHARED / "weights/deep_compression_v1.0/compressed_SqueezeNet.net"
-V11_FILE = SHARED / "weights/caffe_v1.1/squeezenet_v1.1.caffemodel"
-DC_PROTOTXT = SHARED / "weights/deep_compression_v1.0/SqueezeNet_deploy.prototxt"
-V11_PROTOTXT = SHARED / "caffe/SqueezeNet_v1.1/deploy.prototxt"
+DC_FILE, V11_FILE, DC_PROTOTXT, V11_PROTOTXT = (DEEP_COMPRESSION_NET, CAFFEMODEL_V11, DEEP_COMPRESSION_PROTOTXT,
+                                                PROTOTXT_V11)
 
 
 def reference_logits(model_name: str, paths: list[Path], batch: int = 8) -> np.ndarray:
@@ -57,7 +61,7 @@ def reference_logits(model_name: str, paths: list[Path], batch: int = 8) -> np.n
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=SHARED / "data/imagenet-samples")
+    parser.add_argument("--data", type=Path, default=IMAGENET_SAMPLES)
     parser.add_argument("--limit", type=int, default=None, help="first N images only (smoke test)")
     parser.add_argument("--reference", action="store_true", help="also compare with the numpy reference (slow)")
     parser.add_argument("--json", action="store_true")

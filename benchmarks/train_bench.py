@@ -33,13 +33,12 @@ import torch
 import torchvision
 
 import squeezenet as sq
+from shared_files import CIFAR10, IMAGENET_SAMPLES
 from squeezenet.data import load_datasets
 from squeezenet.plots import plot_run
 from squeezenet.train import TrainConfig, config_to_yaml, read_metrics, train
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-SAMPLES = SHARED / "data" / "imagenet-samples"
-CIFAR = SHARED / "data" / "cifar10-jpeg.tar.gz"
+SAMPLES, CIFAR = IMAGENET_SAMPLES, CIFAR10
 
 # Variants of our loop for part (a): (name, TrainConfig overrides).
 VARIANTS = {
