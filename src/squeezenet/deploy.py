@@ -658,10 +658,6 @@ def torchvision_backend(model: nn.Module, name: str = "torchvision-eager") -> Ba
 # -- backends for predict and evaluate -------------------------------------------------------
 
 
-def _export_cache_dir() -> Path:
-    return cache_dir() / "exports"
-
-
 def cached_onnx(model: nn.Module, input_size: int | None = None) -> Path:
     """An ONNX export of ``model``, made once and reused: keyed by a hash of its weights, spec, preprocessing and size.
 
@@ -676,7 +672,7 @@ def cached_onnx(model: nn.Module, input_size: int | None = None) -> Path:
     for key, tensor in model.state_dict().items():
         digest.update(key.encode())
         digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    path = _export_cache_dir() / f"{digest.hexdigest()[:32]}.onnx"
+    path = cache_dir() / "exports" / f"{digest.hexdigest()[:32]}.onnx"
     if not path.is_file():
         export_onnx(model, path, input_size=size)
     return path
