@@ -108,6 +108,8 @@ def test_bad_inputs_fail_before_training(tmp_path):
         train(TrainConfig(**TINY, image_size=16, out=str(tmp_path / "c")))
     with pytest.raises(TrainingError, match="--schedule must be one of"):
         train(TrainConfig(**TINY, schedule="step", out=str(tmp_path / "d")))
+    with pytest.raises(TrainingError, match="--bypass must be one of none, simple, complex, got 'residual'"):
+        train(TrainConfig(**TINY, bypass="residual", out=str(tmp_path / "e")))
     with pytest.raises(TrainingError, match="not a run folder"):
         train(TrainConfig(resume=str(tmp_path)))
     assert not (tmp_path / "a" / "state.pt").exists()
@@ -141,3 +143,13 @@ def test_one_class_folder_is_refused(tmp_path):
         Image.new("RGB", (32, 32), (i, 0, 0)).save(tmp_path / "only" / f"{i}.png")
     with pytest.raises(DataError, match="only one class"):
         train(TrainConfig(data=str(tmp_path), out=str(tmp_path / "run"), progress=False))
+
+
+def test_bypass_option_builds_the_section_6_network(tmp_path):
+    run = tmp_path / "run"
+    train(TrainConfig(**{**TINY, "epochs": 1}, bypass="complex", out=str(run)))
+    model = sq.load(run / "last.safetensors")
+    assert model.spec.bypass == "complex" and load_config(run / "config.yaml").bypass == "complex"
+    plain = sq.get_spec("1_1", dropout=0.5, batch_norm=False, final_relu=True, num_classes=10)
+    assert sq.summary(model.spec, 224).total_params > sq.summary(plain, 224).total_params  # 1x1 bypass convs
+    assert TrainConfig().bypass is None  # default: the preset's own bypass mode

@@ -490,11 +490,11 @@ def add_arguments(parser: Any) -> None:
     parser.add_argument("--sweep", action="append", default=[], metavar="NAME=V1,V2,...",
                         help=f"vary one metaparameter of the base spec ({', '.join(SWEEPABLE)}); repeatable, "
                              "each sweep varies one factor with the others at the base's values")
-    parser.add_argument("--bypass", metavar="MODES", help="short for --sweep bypass=MODES, e.g. none,simple,complex")
     parser.add_argument("--base", action="append", default=[], metavar="NAME=VALUE",
                         help="change a metaparameter of the base spec before sweeping (e.g. squeeze_ratio=0.5, "
                              "the base of the paper's Figure 3b)")
     add_train_arguments(parser)
+    parser.add_argument("--bypass", metavar="MODES", help="short for --sweep bypass=MODES, e.g. none,simple,complex")
     parser.add_argument("--arch", default=None,
                         help="base architecture preset the sweeps vary (default 1_1; cifar suits 32x32 data)")
     parser.add_argument("--out", required=True, metavar="DIR",
@@ -508,6 +508,8 @@ def add_arguments(parser: Any) -> None:
 
 def from_arguments(args: Any) -> tuple[str, list[Sweep], TrainConfig, Spec]:
     """(out, sweeps, training config, base spec) from parsed flags."""
+    from argparse import Namespace
+
     from .train import config_from_arguments
 
     if args.resume:
@@ -515,7 +517,7 @@ def from_arguments(args: Any) -> tuple[str, list[Sweep], TrainConfig, Spec]:
     sweeps = [parse_sweep(text) for text in args.sweep]
     if args.bypass is not None:
         sweeps.append(parse_sweep(f"bypass={args.bypass}"))
-    config = config_from_arguments(args)
+    config = config_from_arguments(Namespace(**{**vars(args), "bypass": None}))  # the sweep's, not train's
     changes: dict[str, Any] = {}
     for text in args.base:
         sweep = parse_sweep(text)

@@ -45,7 +45,7 @@ from tqdm import tqdm
 from .data import Datasets, Key, batches, epoch_order, load_datasets
 from .errors import TrainingError
 from .model import SqueezeNet, summary
-from .spec import get_spec
+from .spec import BYPASS_MODES, get_spec
 from .weights.io import save as save_weights
 from .weights.io import write_atomic
 
@@ -81,6 +81,8 @@ class TrainConfig:
     batch_norm: bool = _option(False, "batch norm after every conv (a deviation from the paper)")
     final_relu: bool = _option(True, "keep the ReLU between conv10 and the pool (the paper's); --no-final-relu "
                                      "keeps few-class networks from losing classes (a deviation)")
+    bypass: str | None = _option(None, "bypass connections around Fire modules (Section 6): none, simple, complex; "
+                                 "default: the preset's", choices=BYPASS_MODES)
     num_classes: int | None = _option(None, "outputs of conv10 (default: the dataset's classes)")
     image_size: int | None = _option(None, "training input size (default: 32 for small images, else 224)")
     subset: int | None = _option(None, "train on a fixed random N of the training images (quick runs)")
@@ -118,9 +120,9 @@ class TrainConfig:
                 raise TrainingError(f"{_flag(name)} must be a positive integer, got {value!r}")
         for item in dataclasses.fields(self):
             choices = item.metadata.get("choices")
-            if choices and getattr(self, item.name) not in choices:
-                raise TrainingError(f"{_flag(item.name)} must be one of {', '.join(choices)}, "
-                                    f"got {getattr(self, item.name)!r}")
+            value = getattr(self, item.name)
+            if choices and value not in choices and not (value is None and item.default is None):
+                raise TrainingError(f"{_flag(item.name)} must be one of {', '.join(choices)}, got {value!r}")
         if self.lr is not None and not self.lr > 0:
             raise TrainingError(f"--lr must be positive, got {self.lr!r}")
         if self.warmup_epochs < 0 or self.weight_decay < 0 or not 0 <= self.label_smoothing < 1:
@@ -137,7 +139,8 @@ RESUME_OVERRIDES = ("device", "workers", "progress", "tensorboard", "checkpoint_
 
 def spec_overrides(config: TrainConfig) -> dict[str, Any]:
     """The spec fields a training config sets (so explore and train build the same network)."""
-    return {"dropout": config.dropout, "batch_norm": config.batch_norm, "final_relu": config.final_relu}
+    overrides = {"dropout": config.dropout, "batch_norm": config.batch_norm, "final_relu": config.final_relu}
+    return overrides if config.bypass is None else {**overrides, "bypass": config.bypass}
 
 
 def _flag(name: str) -> str:
