@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 from torch import nn
 
 import squeezenet as sq
@@ -16,7 +17,7 @@ from squeezenet.cli import main
 from squeezenet.compress import CompressionError
 from squeezenet.compress.layers import compressible_layers
 from squeezenet.compress.prune import magnitude_masks, parse_prune, prune, resolve_densities
-from squeezenet.compress.quantize import MaskedWeight, attach, detach, linear_kmeans, share_weights
+from squeezenet.compress.quantize import MaskedWeight, attach, detach, kmeans_1d, share_weights
 
 from .conftest import shared_path
 from .test_compress_sqz import small_model
@@ -86,21 +87,32 @@ def test_prune_argument_parsing() -> None:
 
 def test_linear_kmeans_is_deterministic_sorted_and_exact_when_few_values() -> None:
     values = np.random.default_rng(0).standard_t(3, 5000)
-    centres, labels = linear_kmeans(values, 15)
-    again, labels_again = linear_kmeans(values, 15)
+    centres, labels = kmeans_1d(values, 15)
+    again, labels_again = kmeans_1d(values, 15)
     assert np.array_equal(centres, again) and np.array_equal(labels, labels_again)
     assert len(centres) == 15 and (np.diff(centres) > 0).all()
     for k in range(15):  # each centre is the mean of its members (a k-means fixed point)
         assert centres[k] == pytest.approx(values[labels == k].mean(), rel=1e-4)
     few = np.array([0.5, -1.0, 0.5, 2.0])
-    centres, labels = linear_kmeans(few, 15)
+    centres, labels = kmeans_1d(few, 15)
     assert centres.tolist() == [-1.0, 0.5, 2.0] and centres[labels].tolist() == few.tolist()
 
 
 def test_linear_initialisation_keeps_the_large_weights() -> None:
     values = np.concatenate([np.random.default_rng(1).normal(0, 0.01, 10_000), [0.5, -0.5]])
-    centres, _ = linear_kmeans(values, 7)
+    centres, _ = kmeans_1d(values, 7)
     assert centres.max() == pytest.approx(0.5) and centres.min() == pytest.approx(-0.5)
+
+
+def test_kmeans_plus_plus_fits_a_heavy_tailed_layer_more_closely_and_density_crowds_the_middle() -> None:
+    values = np.random.default_rng(2).standard_t(3, 20_000) * 0.01
+    fits = {init: kmeans_1d(values, 15, init) for init in ("linear", "density", "kmeans++")}
+    errors = {init: float(((centres[labels] - values) ** 2).sum()) for init, (centres, labels) in fits.items()}
+    assert all(len(centres) <= 15 and (np.diff(centres) > 0).all() for centres, _ in fits.values())
+    assert errors["kmeans++"] < min(errors["linear"], errors["density"])  # linear spends centres on rare large weights
+    assert np.abs(fits["density"][0]).max() < np.abs(fits["linear"][0]).max()  # density starts where weights are
+    with pytest.raises(CompressionError, match="k-means init must be one of"):
+        kmeans_1d(values, 15, "forgy")
 
 
 def test_share_weights_uses_at_most_2_to_the_bits_values_and_keeps_zeros() -> None:
@@ -254,12 +266,30 @@ def test_cli_compresses_and_the_result_evaluates_like_any_weights(tmp_path: Path
     assert code == 0 and "tiny" in stdout
 
 
+def test_cli_calibrates_on_unlabelled_images(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    weights, images = tmp_path / "tiny.safetensors", tmp_path / "images"
+    sq.save(small_model(), weights)
+    images.mkdir()
+    pixels = np.random.default_rng(0).integers(0, 256, (6, 40, 40, 3), dtype=np.uint8)
+    for index, image in enumerate(pixels):
+        Image.fromarray(image).save(images / f"{index}.png")
+    code, stdout, err = run_cli(capsys, "compress", "--weights", str(weights), "--out", str(tmp_path / "c.sqz"),
+                                "--bits", "3", "--init", "kmeans++", "--calib", str(images), "--calib-images", "4",
+                                "--rate-cost", "1e-3", "--huffman", "--json")
+    assert code == 0, err
+    settings = json.loads(stdout)["settings"]
+    assert settings["importance"] is True and settings["rate_cost"] == 1e-3 and settings["init"] == "kmeans++"
+    assert sq.load(tmp_path / "c.sqz").spec == small_model().spec
+
+
 @pytest.mark.parametrize(("argv", "message"), [
     (["--prune", "2"], "density must be a number in"),
     (["--bits", "9"], "bits must be an integer from 1 to 8"),
     (["--bits-per-layer", "fire99.squeeze=3"], "matches no layer"),
     (["--bits-per-layer", "conv1"], "expected NAME=VALUE"),
     (["--gap-bits", "many"], "--gap-bits must be an integer or auto"),
+    (["--rate-cost", "-1"], "rate_cost must be >= 0"),
+    (["--calib", "/nonexistent/folder"], "/nonexistent/folder"),
 ])
 def test_cli_bad_settings_are_one_line_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                               argv: list[str], message: str) -> None:

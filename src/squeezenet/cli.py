@@ -341,6 +341,17 @@ def _add_compress(commands: argparse._SubParsersAction) -> Handler:
     parser.add_argument("--bits", type=int, default=6, help="bits per shared-weight code, 1..8 (default 6)")
     parser.add_argument("--bits-per-layer", metavar="SPEC",
                         help='per-layer bits over --bits, by layer name or pattern: "conv1=8,fire*.squeeze=7"')
+    parser.add_argument("--init", choices=("linear", "density", "kmeans++"), default="linear",
+                        help="k-means start: linear over [min, max] (the paper's, best before fine-tuning), density, "
+                             "or kmeans++ (closest fit when there is no fine-tuning)")
+    parser.add_argument("--calib", metavar="DIR",
+                        help="unlabelled images: weigh each weight's k-means error by its Fisher information on "
+                             "them (for models whose training data is not at hand)")
+    parser.add_argument("--calib-images", type=int, default=100, metavar="N",
+                        help="calibration images to use, the first N in sorted order (default 100)")
+    parser.add_argument("--rate-cost", type=float, default=0.0,
+                        help="trade k-means error for shorter Huffman codes (entropy-constrained; try 1e-5 with "
+                             "--calib; default 0: off)")
     parser.add_argument("--huffman", action="store_true", help="Huffman-code codes and gaps (each where smaller)")
     parser.add_argument("--layout", choices=("auto", "sparse", "dense"), default="auto",
                         help="sparse (relative indices), dense (a code per weight) or auto: smaller per layer")
@@ -378,9 +389,22 @@ def _compress(args: argparse.Namespace) -> int:
         finetune = train_finetuner(args.finetune_data, args.epochs, args.finetune_out or f"{args.out}.finetune",
                                    **overrides)
     evaluate = evaluator_for(args.eval_data) if args.eval_data else None
+    importance = None
+    if args.calib:
+        import numpy as np
+        import torch
+
+        from .compress.importance import fisher_information
+        from .deploy import calibration_inputs
+        from .weights.io import load
+
+        model = load(resolve(args.weights), args.arch)
+        images = np.concatenate(calibration_inputs(args.calib, model.preprocess, args.calib_images))
+        importance = fisher_information(model, torch.from_numpy(images))
     result = compress(resolve(args.weights), args.out, arch=args.arch, prune=parse_prune(args.prune), bits=bits,
-                      huffman=args.huffman, layout=args.layout, gap_bits=gap_bits, codebook_dtype=args.codebook,
-                      raw_dtype=args.bias, finetune=finetune, evaluate=evaluate)
+                      init=args.init, importance=importance, rate_cost=args.rate_cost, huffman=args.huffman,
+                      layout=args.layout, gap_bits=gap_bits, codebook_dtype=args.codebook, raw_dtype=args.bias,
+                      finetune=finetune, evaluate=evaluate)
     print(result.report.to_json() if args.json else result.report)
     return 0
 

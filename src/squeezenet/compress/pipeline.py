@@ -20,10 +20,10 @@ from torch import nn
 from ..model import SqueezeNet
 from ..spec import Spec
 from ..weights.io import load, write_atomic
-from .layers import compressible_layers, module_path
+from .layers import CompressionError, compressible_layers, module_path
 from .prune import prune as prune_model
 from .prune import resolve_densities
-from .quantize import attach, detach, load_shared, share_weights
+from .quantize import attach, check_init, detach, load_shared, share_weights
 from .report import CompressionReport, build_report
 from .sqz import Encoding, decode_sqz, encode_net, encode_sqz
 
@@ -40,15 +40,20 @@ class CompressionResult:
 
 def compress(weights: str | Path | SqueezeNet, out: str | Path | None = None, *, arch: str | Spec | None = None,
              prune: str | float | Mapping[str, float] | None = "none", bits: int | Mapping[str, int] = 6,
-             huffman: bool = False, layout: str = "auto", gap_bits: int | str = 4, codebook_dtype: str = "float32",
-             raw_dtype: str = "float32", finetune: Finetuner | None = None, evaluate: Evaluator | None = None,
-             metadata: Mapping[str, str] | None = None) -> CompressionResult:
+             init: str = "linear", importance: Mapping[str, Any] | None = None, rate_cost: float = 0.0,
+             huffman: bool = False, layout: str = "auto", gap_bits: int | str = 4,
+             codebook_dtype: str = "float32", raw_dtype: str = "float32", finetune: Finetuner | None = None,
+             evaluate: Evaluator | None = None, metadata: Mapping[str, str] | None = None) -> CompressionResult:
     """Deep-compress a model (or any weights file ``sq.load`` reads) into a ``.sqz`` (or the paper's ``.net``).
 
     ``prune``: "paper" (Table 1's densities), "none" (keep every non-zero), one
     density, or a mapping by layer name/pattern. ``bits``: code width, one for
-    all layers or a mapping. ``finetune(model, stage)`` trains after pruning and
-    after sharing (masks and shared values are kept by parametrizations).
+    all layers or a mapping. ``init``: the k-means start, "linear" (the paper's),
+    "density" or "kmeans++" (closest fit when there is no fine-tuning).
+    ``importance`` (``importance.fisher_information``) weighs each weight's error
+    in k-means; ``rate_cost`` > 0 trades that error for shorter Huffman codes.
+    ``finetune(model, stage)`` trains after pruning and after sharing (masks
+    and shared values are kept by parametrizations).
     ``out`` ending in ``.net`` writes the paper's layout (8-bit codes, v1.0).
     The input model is not modified.
     """
@@ -62,6 +67,9 @@ def compress(weights: str | Path | SqueezeNet, out: str | Path | None = None, *,
     encoding = Encoding(layout=layout, gap_bits=gap_bits, huffman=huffman, codebook_dtype=codebook_dtype,
                         raw_dtype=raw_dtype)
     densities = resolve_densities(model, prune)  # validate every setting before any slow step
+    check_init(init)
+    if not rate_cost >= 0:
+        raise CompressionError(f"rate_cost must be >= 0, got {rate_cost!r}")
     as_net = out is not None and str(out).lower().endswith(".net")
     model.eval()
     before = dict(evaluate(model)) if evaluate is not None else None
@@ -73,7 +81,7 @@ def compress(weights: str | Path | SqueezeNet, out: str | Path | None = None, *,
             finetune(model, "prune")
         finally:
             detach(model)
-    shared = share_weights(model, bits, masks)
+    shared = share_weights(model, bits, masks, init, importance, rate_cost)
     if finetune is not None:
         attach(model, shared=shared)
         try:
@@ -85,8 +93,9 @@ def compress(weights: str | Path | SqueezeNet, out: str | Path | None = None, *,
     settings: dict[str, Any] = {
         "source": weights if isinstance(weights, str) else "model", "arch": model.spec.name,
         "prune": prune if isinstance(prune, (str, float, int)) or prune is None else dict(prune),
-        "bits": bits if isinstance(bits, int) else dict(bits), "huffman": huffman, "layout": layout,
-        "gap_bits": gap_bits, "codebook_dtype": codebook_dtype, "raw_dtype": raw_dtype,
+        "bits": bits if isinstance(bits, int) else dict(bits), "init": init,
+        "importance": importance is not None, "rate_cost": rate_cost, "huffman": huffman,
+        "layout": layout, "gap_bits": gap_bits, "codebook_dtype": codebook_dtype, "raw_dtype": raw_dtype,
         "finetuned": finetune is not None, "format": "net" if as_net else "sqz",
     }
     if as_net:

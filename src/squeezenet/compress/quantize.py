@@ -2,7 +2,11 @@
 
 Each layer's kept (non-zero) weights are clustered into ``2**bits - 1`` shared
 values with k-means initialised linearly over [min, max] (the initialisation
-Deep Compression found best: it keeps the few large weights that matter most).
+Deep Compression found best *with* fine-tuning: it keeps the few large weights
+that matter most). Two other starts: ``density`` (the paper's CDF-spaced one)
+and ``kmeans++`` (best of 10 k-means++ starts), which fits the weights far more
+closely when no fine-tuning follows (re-clustering the paper's 8-bit file to 6
+bits: 2.5x less squared error than linear).
 Code 0 always means the weight 0, so pruned positions, the paper's filler
 entries and a dense layout all use the same codebook.
 
@@ -62,28 +66,64 @@ def check_bits(bits: int) -> None:
         raise CompressionError(f"bits must be an integer from 1 to {MAX_BITS}, got {bits!r}")
 
 
-def linear_kmeans(values: np.ndarray, clusters: int) -> tuple[np.ndarray, np.ndarray]:
-    """1-D k-means of ``values`` into at most ``clusters`` centres, initialised evenly over [min, max].
+INITS = ("linear", "density", "kmeans++")
 
+
+def check_init(init: str) -> None:
+    if init not in INITS:
+        raise CompressionError(f"k-means init must be one of {', '.join(INITS)}, got {init!r}")
+
+
+def kmeans_1d(values: np.ndarray, clusters: int, init: str = "linear", importance: np.ndarray | None = None,
+              rate_cost: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """1-D k-means of ``values`` into at most ``clusters`` centres; ``init``: one of INITS.
+
+    ``importance`` weighs each value's squared error (e.g. its Fisher information).
+    ``rate_cost`` > 0 makes it entropy-constrained: a value may go to a farther but
+    more common centre when the error it adds costs less than ``rate_cost`` per bit
+    its Huffman code saves, in the units of importance x squared error.
     Returns (sorted centres, label of each value). Runs on the distinct values
-    weighted by their counts: the same objective, much faster on quantized inputs.
+    (weights summed): the same objective, much faster on quantized inputs.
     """
+    check_init(init)
+    if not rate_cost >= 0:
+        raise CompressionError(f"rate_cost must be >= 0, got {rate_cost!r}")
     values = np.asarray(values, dtype=np.float64).ravel()
     distinct, inverse, counts = np.unique(values, return_inverse=True, return_counts=True)
-    if len(distinct) <= clusters:
+    if len(distinct) <= clusters and rate_cost == 0:
         return distinct.astype(np.float32), inverse
+    if importance is None:
+        weights = counts.astype(np.float64)
+    else:
+        importance = np.asarray(importance, dtype=np.float64).ravel()
+        if importance.shape != values.shape or not (np.isfinite(importance) & (importance >= 0)).all():
+            raise CompressionError("importance must be finite, >= 0 and one per value")
+        # A tiny floor: a value no image reacted to still needs a centre near it, just the least say in where.
+        weights = np.bincount(inverse, weights=importance, minlength=len(distinct))
+        weights += 1e-6 * weights.mean() * counts + np.finfo(np.float64).tiny
+    clusters = min(clusters, len(distinct))
     from sklearn.cluster import KMeans  # imported here: scikit-learn takes a second to import
     from threadpoolctl import threadpool_limits
 
-    initial = np.linspace(distinct[0], distinct[-1], clusters).reshape(-1, 1)
-    kmeans = KMeans(n_clusters=clusters, init=initial, n_init=1, random_state=0)
+    if init == "kmeans++":
+        kmeans = KMeans(n_clusters=clusters, init="k-means++", n_init=10, random_state=0)
+    else:
+        if init == "linear":
+            initial = np.linspace(distinct[0], distinct[-1], clusters)
+        else:  # density: equal steps of the cumulative distribution, mapped back to weight values
+            cumulative = np.cumsum(counts) / counts.sum()
+            initial = np.interp((np.arange(clusters) + 0.5) / clusters, cumulative, distinct)
+        kmeans = KMeans(n_clusters=clusters, init=initial.reshape(-1, 1), n_init=1, random_state=0)
     # One thread: on 1-D data OpenMP's start-up costs far more than it saves (seconds on a busy machine).
     with threadpool_limits(1, user_api="openmp"):
-        labels = kmeans.fit_predict(distinct.reshape(-1, 1), sample_weight=counts)
-    # One last update step, so every centre is exactly the mean of the weights assigned to it.
-    sums = np.bincount(labels, weights=distinct * counts, minlength=clusters)
-    sizes = np.bincount(labels, weights=counts, minlength=clusters)
-    centres = np.where(sizes > 0, sums / np.maximum(sizes, 1), kmeans.cluster_centers_.ravel())
+        labels = kmeans.fit_predict(distinct.reshape(-1, 1), sample_weight=weights)
+    centres = kmeans.cluster_centers_.ravel()
+    if rate_cost > 0:
+        labels, centres = _entropy_constrained(distinct, weights, counts, labels, centres, rate_cost)
+    # One last update step, so every centre is exactly the (weighted) mean of the weights assigned to it.
+    sums = np.bincount(labels, weights=distinct * weights, minlength=clusters)
+    sizes = np.bincount(labels, weights=weights, minlength=clusters)
+    centres = np.where(sizes > 0, sums / np.where(sizes > 0, sizes, 1), centres)
     used = np.unique(labels)  # an emptied cluster is dropped rather than stored
     order = used[np.argsort(centres[used])]
     rank = np.empty(clusters, dtype=np.int64)
@@ -91,15 +131,35 @@ def linear_kmeans(values: np.ndarray, clusters: int) -> tuple[np.ndarray, np.nda
     return centres[order].astype(np.float32), rank[labels][inverse]
 
 
-def share_layer(name: str, weight: np.ndarray, keep: np.ndarray, bits: int) -> SharedLayer:
-    """Cluster the kept weights of one layer into ``2**bits - 1`` shared values."""
+def _entropy_constrained(distinct: np.ndarray, weights: np.ndarray, counts: np.ndarray, labels: np.ndarray,
+                         centres: np.ndarray, rate_cost: float, rounds: int = 30) -> tuple[np.ndarray, np.ndarray]:
+    """Lloyd rounds on error + rate_cost x code length (-log2 of the centre's share): rarer centres empty out."""
+    centres = centres.copy()
+    for _ in range(rounds):
+        share = np.bincount(labels, weights=counts, minlength=len(centres)) / counts.sum()
+        length = np.where(share > 0, -np.log2(np.where(share > 0, share, 1)), np.inf)
+        cost = weights[:, None] * (distinct[:, None] - centres[None, :]) ** 2 + rate_cost * counts[:, None] * length
+        new = cost.argmin(axis=1)
+        sums = np.bincount(new, weights=distinct * weights, minlength=len(centres))
+        sizes = np.bincount(new, weights=weights, minlength=len(centres))
+        centres = np.where(sizes > 0, sums / np.where(sizes > 0, sizes, 1), centres)
+        if np.array_equal(new, labels):
+            break
+        labels = new
+    return labels, centres
+
+
+def share_layer(name: str, weight: np.ndarray, keep: np.ndarray, bits: int, init: str = "linear",
+                importance: np.ndarray | None = None, rate_cost: float = 0.0) -> SharedLayer:
+    """Cluster the kept weights of one layer into ``2**bits - 1`` shared values (see ``kmeans_1d``)."""
     check_bits(bits)
     flat = np.asarray(weight, dtype=np.float32).ravel()
     kept = np.asarray(keep, dtype=bool).ravel()
     codes = np.zeros(flat.size, dtype=np.int64)
     centres = np.zeros(0, dtype=np.float32)
     if kept.any():
-        centres, labels = linear_kmeans(flat[kept], 2**bits - 1)
+        weighting = None if importance is None else np.asarray(importance, dtype=np.float64).ravel()[kept]
+        centres, labels = kmeans_1d(flat[kept], 2**bits - 1, init, weighting, rate_cost)
         codes[kept] = labels + 1
     return SharedLayer(name, tuple(weight.shape), bits, np.concatenate([[0.0], centres]).astype(np.float32), codes)
 
@@ -109,15 +169,31 @@ def resolve_bits(model: nn.Module, bits: int | Mapping[str, int]) -> dict[str, i
 
 
 @torch.no_grad()
-def share_weights(model: nn.Module, bits: int | Mapping[str, int],
-                  masks: Mapping[str, torch.Tensor] | None = None) -> dict[str, SharedLayer]:
-    """Weight-share every convolution of ``model`` (in place); ``masks`` (default: the non-zeros) say what is kept."""
+def share_weights(model: nn.Module, bits: int | Mapping[str, int], masks: Mapping[str, torch.Tensor] | None = None,
+                  init: str = "linear", importance: Mapping[str, torch.Tensor] | None = None,
+                  rate_cost: float = 0.0) -> dict[str, SharedLayer]:
+    """Weight-share every convolution of ``model`` (in place); ``masks`` (default: the non-zeros) say what is kept.
+
+    ``importance``: per-layer weights of the squared error, shaped like each weight (``fisher_information``),
+    rescaled to mean 1 over all layers, so ``rate_cost`` is in squared weight units per bit of an average weight.
+    """
+    check_init(init)
+    scale = 1.0
+    if importance is not None:
+        scale = float(sum(value.double().sum() for value in importance.values()) /
+                      max(1, sum(value.numel() for value in importance.values())))
+        scale = scale if math.isfinite(scale) and scale > 0 else 1.0
     layer_bits = resolve_bits(model, bits)
     shared = {}
     for name, conv in compressible_layers(model).items():
         weight = conv.weight.detach().cpu()
         keep = masks[name] if masks is not None and name in masks else weight != 0
-        layer = share_layer(name, weight.numpy(), keep.cpu().numpy(), layer_bits[name])
+        weighting = None
+        if importance is not None:
+            if name not in importance or tuple(importance[name].shape) != tuple(weight.shape):
+                raise CompressionError(f"importance has no {tuple(weight.shape)} entry for layer {name}")
+            weighting = importance[name].detach().cpu().double().numpy() / scale
+        layer = share_layer(name, weight.numpy(), keep.cpu().numpy(), layer_bits[name], init, weighting, rate_cost)
         conv.weight.copy_(torch.from_numpy(layer.weights()).to(conv.weight))
         shared[name] = layer
     return shared
