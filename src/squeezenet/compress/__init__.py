@@ -6,11 +6,13 @@
     model = sq.load("model.sqz")  # a dense model again
 
 Modules, in the order the pipeline uses them: ``prune`` (per-layer magnitude
-pruning), ``quantize`` (k-means sharing, fine-tuning parametrizations),
+pruning), ``importance`` (Fisher information, to weigh the sharing without
+training data), ``quantize`` (k-means sharing, fine-tuning parametrizations),
 ``huffman`` and ``sqz`` (the container and the paper's ``.net`` layout),
 ``report``, ``pipeline`` (all of it), ``finetune`` (through the training loop).
 """
 
+from .importance import fisher_information
 from .layers import CompressionError
 from .pipeline import CompressionResult, compress
 from .prune import PAPER_DENSITIES, prune
@@ -29,6 +31,7 @@ __all__ = [
     "decode_sqz",
     "encode_net",
     "encode_sqz",
+    "fisher_information",
     "prune",
     "read_sqz",
     "share_weights",

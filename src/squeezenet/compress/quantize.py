@@ -138,8 +138,10 @@ def _entropy_constrained(distinct: np.ndarray, weights: np.ndarray, counts: np.n
     for _ in range(rounds):
         share = np.bincount(labels, weights=counts, minlength=len(centres)) / counts.sum()
         length = np.where(share > 0, -np.log2(np.where(share > 0, share, 1)), np.inf)
-        cost = weights[:, None] * (distinct[:, None] - centres[None, :]) ** 2 + rate_cost * counts[:, None] * length
-        new = cost.argmin(axis=1)
+        new = np.concatenate([  # in slices: a float layer can have ~10^6 distinct values
+            (weights[part, None] * (distinct[part, None] - centres[None, :]) ** 2
+             + rate_cost * counts[part, None] * length).argmin(axis=1)
+            for part in np.array_split(np.arange(len(distinct)), max(1, len(distinct) // 65536))])
         sums = np.bincount(new, weights=distinct * weights, minlength=len(centres))
         sizes = np.bincount(new, weights=weights, minlength=len(centres))
         centres = np.where(sizes > 0, sums / np.where(sizes > 0, sizes, 1), centres)
