@@ -35,7 +35,7 @@ from shared_files import CAFFEMODEL_V11, CIFAR10, DEEP_COMPRESSION_NET, IMAGENET
 from squeezenet.compress import huffman
 from squeezenet.compress.finetune import dataset_evaluator, distill_finetuner, train_finetuner
 from squeezenet.compress.importance import fisher_information
-from squeezenet.compress.quantize import share_weights
+from squeezenet.compress.quantize import allocate_bits, share_weights
 from squeezenet.compress.sqz import sparse_entries
 from squeezenet.data import labelled_images, load_datasets
 from squeezenet.deploy import preprocessed
@@ -131,6 +131,9 @@ FISHER_CONFIGS: dict[str, dict[str, Any]] = {
     "6-bit + Huffman, Fisher-weighted k-means++": {**NET_CONFIGS[SIX_BIT], "init": "kmeans++", "fisher": True},
     "7-bit + Huffman, Fisher-weighted, entropy-constrained (rate cost 2.4e-5)": {
         **NET_CONFIGS[SIX_BIT], "bits": 7, "init": "kmeans++", "fisher": True, "rate_cost": 2.4e-5},
+    # allocate_bits: 4-6 bits per layer, dropping widths where the Fisher loss estimate rises least per byte.
+    "4-6 bits per layer by Fisher cost per byte (35,000 B of codes saved) + Huffman": {
+        **NET_CONFIGS[SIX_BIT], "init": "kmeans++", "fisher": True, "allocate": 35_000},
 }
 
 
@@ -164,10 +167,14 @@ def bench_fisher(out: Path, limit: int | None, seeds: int, configs: list[int] | 
         if configs is not None and number not in configs:
             continue
         settings = dict(settings)
-        calibrated = settings.pop("fisher", False)
-        runs = [run(NET_FILE, out / f"fisher-{number}-seed{seed}.sqz", samples,
-                    **({**settings, "importance": fishers[seed]} if calibrated else settings))
-                for seed in (range(seeds) if calibrated else [0])]
+        calibrated, saving = settings.pop("fisher", False), settings.pop("allocate", None)
+        runs = []
+        for seed in range(seeds) if calibrated else [0]:
+            chosen = {**settings, "importance": fishers[seed]} if calibrated else settings
+            if saving is not None:
+                chosen["bits"] = allocate_bits(reference, fishers[seed], saving)
+                print(f"  seed {seed}: {({k: v for k, v in chosen['bits'].items() if v != 6})}", file=sys.stderr)
+            runs.append(run(NET_FILE, out / f"fisher-{number}-seed{seed}.sqz", samples, **chosen))
         top1 = [row["accuracy"]["top1"] for row in runs]
         rows[name] = {**runs[0], "bytes": max(row["bytes"] for row in runs), "runs": len(runs),
                       "top1_each": top1, "accuracy": {**runs[0]["accuracy"], "top1": float(np.mean(top1)),

@@ -12,7 +12,7 @@ import squeezenet as sq
 from squeezenet.compress import CompressionError
 from squeezenet.compress.importance import fisher_information
 from squeezenet.compress.layers import compressible_layers
-from squeezenet.compress.quantize import kmeans_1d
+from squeezenet.compress.quantize import allocate_bits, kmeans_1d
 
 from .conftest import tiny_model
 
@@ -86,3 +86,14 @@ def test_fisher_weighted_sharing_moves_the_sensitive_weights_least(tmp_path: Pat
     larger = sq.compress(teacher, tmp_path / "free.sqz", bits=4, init="kmeans++", importance=fisher, huffman=True)
     assert smaller.report.total_bytes < larger.report.total_bytes
     assert sq.load(tmp_path / "rate.sqz").spec == teacher.spec
+
+
+def test_allocated_bits_spare_the_sensitive_layer_and_meet_the_saving() -> None:
+    teacher = _teacher()
+    fisher = fisher_information(teacher, _images(16, 3), progress=False)
+    names = list(compressible_layers(teacher))
+    assert set(allocate_bits(teacher, fisher, 0, widths=(3, 4)).values()) == {4}
+    assert set(allocate_bits(teacher, fisher, 1e12, widths=(3, 4)).values()) == {3}  # stops at the narrowest
+    fisher = {**fisher, "conv10": fisher["conv10"] * 1e6}  # make one layer matter far more than the rest
+    chosen = allocate_bits(teacher, fisher, 50, widths=(3, 4))
+    assert chosen["conv10"] == 4 and sorted(chosen) == sorted(names) and 3 in chosen.values()

@@ -16,7 +16,7 @@ from .importance import fisher_information
 from .layers import CompressionError
 from .pipeline import CompressionResult, compress
 from .prune import PAPER_DENSITIES, prune
-from .quantize import SharedLayer, share_weights
+from .quantize import SharedLayer, allocate_bits, share_weights
 from .report import CompressionReport
 from .sqz import Encoding, decode_sqz, encode_net, encode_sqz, read_sqz, write_sqz
 
@@ -27,6 +27,7 @@ __all__ = [
     "CompressionResult",
     "Encoding",
     "SharedLayer",
+    "allocate_bits",
     "compress",
     "decode_sqz",
     "encode_net",

@@ -270,3 +270,43 @@ def detach(model: nn.Module, shared: Mapping[str, SharedLayer] | None = None) ->
                                         np.concatenate([[0.0], centroids]).astype(np.float32), layer.codes)
         parametrize.remove_parametrizations(conv, "weight", leave_parametrized=True)
     return trained
+
+
+def allocate_bits(model: nn.Module, importance: Mapping[str, torch.Tensor], saving: float,
+                  widths: tuple[int, ...] = (4, 5, 6), init: str = "kmeans++") -> dict[str, int]:
+    """Per-layer bits that cut about ``saving`` bytes of codes from all-``max(widths)``, where it costs least.
+
+    Each layer is clustered at every width; its cost is the Fisher-weighted squared error (the second-order loss
+    estimate) and its size the entropy of its codes (what Huffman coding reaches). Greedily, the layer with the
+    smallest loss increase per byte saved drops one width at a time. Deep Compression used one width per kind of
+    layer; this finds where fewer bits are cheap.
+    """
+    widths = tuple(sorted(set(widths)))
+    for bits in widths:
+        check_bits(bits)
+    cost: dict[str, dict[int, tuple[float, float]]] = {}
+    for name, conv in compressible_layers(model).items():
+        weight = conv.weight.detach().cpu().numpy()
+        keep, fisher = weight != 0, importance[name].detach().cpu().double().numpy()
+        cost[name] = {}
+        for bits in widths:
+            layer = share_layer(name, weight, keep, bits, init, fisher)
+            counts = np.bincount(layer.codes[layer.codes > 0])
+            share = counts[counts > 0] / max(1, counts.sum())
+            cost[name][bits] = (float((fisher * (layer.weights() - weight) ** 2).sum()),
+                                float(-(share * np.log2(share)).sum() * layer.kept / 8))
+    chosen = {name: widths[-1] for name in cost}
+    saved = 0.0
+    while saved < saving:
+        steps = []
+        for name, bits in chosen.items():
+            if bits == widths[0]:
+                continue
+            lower = widths[widths.index(bits) - 1]
+            gain = cost[name][bits][1] - cost[name][lower][1]
+            steps.append(((cost[name][lower][0] - cost[name][bits][0]) / max(gain, 1e-9), name, lower, gain))
+        if not steps:
+            break
+        _, name, lower, gain = min(steps)
+        chosen[name], saved = lower, saved + gain
+    return chosen
