@@ -97,3 +97,5 @@ def test_allocated_bits_spare_the_sensitive_layer_and_meet_the_saving() -> None:
     fisher = {**fisher, "conv10": fisher["conv10"] * 1e6}  # make one layer matter far more than the rest
     chosen = allocate_bits(teacher, fisher, 50, widths=(3, 4))
     assert chosen["conv10"] == 4 and sorted(chosen) == sorted(names) and 3 in chosen.values()
+    with pytest.raises(CompressionError, match=r"no .* entry for layer conv10"):
+        allocate_bits(teacher, {name: value for name, value in fisher.items() if name != "conv10"}, 50)

@@ -287,6 +287,8 @@ def allocate_bits(model: nn.Module, importance: Mapping[str, torch.Tensor], savi
     cost: dict[str, dict[int, tuple[float, float]]] = {}
     for name, conv in compressible_layers(model).items():
         weight = conv.weight.detach().cpu().numpy()
+        if name not in importance or tuple(importance[name].shape) != weight.shape:
+            raise CompressionError(f"importance has no {weight.shape} entry for layer {name}")
         keep, fisher = weight != 0, importance[name].detach().cpu().double().numpy()
         cost[name] = {}
         for bits in widths:
