@@ -121,14 +121,19 @@ def kmeans_1d(values: np.ndarray, clusters: int, init: str = "linear", importanc
     if rate_cost > 0:
         labels, centres = _entropy_constrained(distinct, weights, counts, labels, centres, rate_cost)
     # One last update step, so every centre is exactly the (weighted) mean of the weights assigned to it.
-    sums = np.bincount(labels, weights=distinct * weights, minlength=clusters)
-    sizes = np.bincount(labels, weights=weights, minlength=clusters)
-    centres = np.where(sizes > 0, sums / np.where(sizes > 0, sizes, 1), centres)
+    centres = _weighted_means(distinct, weights, labels, centres)
     used = np.unique(labels)  # an emptied cluster is dropped rather than stored
     order = used[np.argsort(centres[used])]
     rank = np.empty(clusters, dtype=np.int64)
     rank[order] = np.arange(len(order))
     return centres[order].astype(np.float32), rank[labels][inverse]
+
+
+def _weighted_means(distinct: np.ndarray, weights: np.ndarray, labels: np.ndarray, centres: np.ndarray) -> np.ndarray:
+    """Each centre moved to the weighted mean of its values; a centre with none keeps its place."""
+    sums = np.bincount(labels, weights=distinct * weights, minlength=len(centres))
+    sizes = np.bincount(labels, weights=weights, minlength=len(centres))
+    return np.where(sizes > 0, sums / np.where(sizes > 0, sizes, 1), centres)
 
 
 def _entropy_constrained(distinct: np.ndarray, weights: np.ndarray, counts: np.ndarray, labels: np.ndarray,
@@ -142,9 +147,7 @@ def _entropy_constrained(distinct: np.ndarray, weights: np.ndarray, counts: np.n
             (weights[part, None] * (distinct[part, None] - centres[None, :]) ** 2
              + rate_cost * counts[part, None] * length).argmin(axis=1)
             for part in np.array_split(np.arange(len(distinct)), max(1, len(distinct) // 65536))])
-        sums = np.bincount(new, weights=distinct * weights, minlength=len(centres))
-        sizes = np.bincount(new, weights=weights, minlength=len(centres))
-        centres = np.where(sizes > 0, sums / np.where(sizes > 0, sizes, 1), centres)
+        centres = _weighted_means(distinct, weights, new, centres)
         if np.array_equal(new, labels):
             break
         labels = new
@@ -170,6 +173,13 @@ def resolve_bits(model: nn.Module, bits: int | Mapping[str, int]) -> dict[str, i
     return per_layer(bits, list(compressible_layers(model)), "bits", check_bits)
 
 
+def layer_importance(importance: Mapping[str, torch.Tensor], name: str, shape: tuple[int, ...]) -> np.ndarray:
+    """One layer's importance as float64, checked against the layer's weight shape."""
+    if name not in importance or tuple(importance[name].shape) != tuple(shape):
+        raise CompressionError(f"importance has no {tuple(shape)} entry for layer {name}")
+    return importance[name].detach().cpu().double().numpy()
+
+
 @torch.no_grad()
 def share_weights(model: nn.Module, bits: int | Mapping[str, int], masks: Mapping[str, torch.Tensor] | None = None,
                   init: str = "linear", importance: Mapping[str, torch.Tensor] | None = None,
@@ -190,11 +200,7 @@ def share_weights(model: nn.Module, bits: int | Mapping[str, int], masks: Mappin
     for name, conv in compressible_layers(model).items():
         weight = conv.weight.detach().cpu()
         keep = masks[name] if masks is not None and name in masks else weight != 0
-        weighting = None
-        if importance is not None:
-            if name not in importance or tuple(importance[name].shape) != tuple(weight.shape):
-                raise CompressionError(f"importance has no {tuple(weight.shape)} entry for layer {name}")
-            weighting = importance[name].detach().cpu().double().numpy() / scale
+        weighting = None if importance is None else layer_importance(importance, name, tuple(weight.shape)) / scale
         layer = share_layer(name, weight.numpy(), keep.cpu().numpy(), layer_bits[name], init, weighting, rate_cost)
         conv.weight.copy_(torch.from_numpy(layer.weights()).to(conv.weight))
         shared[name] = layer
@@ -287,9 +293,7 @@ def allocate_bits(model: nn.Module, importance: Mapping[str, torch.Tensor], savi
     cost: dict[str, dict[int, tuple[float, float]]] = {}
     for name, conv in compressible_layers(model).items():
         weight = conv.weight.detach().cpu().numpy()
-        if name not in importance or tuple(importance[name].shape) != weight.shape:
-            raise CompressionError(f"importance has no {weight.shape} entry for layer {name}")
-        keep, fisher = weight != 0, importance[name].detach().cpu().double().numpy()
+        keep, fisher = weight != 0, layer_importance(importance, name, weight.shape)
         cost[name] = {}
         for bits in widths:
             layer = share_layer(name, weight, keep, bits, init, fisher)
