@@ -49,3 +49,20 @@ def tiny_model(seed: int = 0) -> sq.SqueezeNet:
     model = sq.build(spec)
     model.preprocess = sq.get_preprocessing("torchvision")
     return model
+
+
+def digits_test_scores(model: sq.SqueezeNet, flip: bool = False) -> tuple[float, float]:
+    """(cross-entropy, top-1) of ``model`` on the digits' held-out split, as the training loop scores it;
+    with ``flip`` the logits are averaged with those of the mirror images."""
+    from squeezenet.data import batches, load_datasets
+
+    data = load_datasets("digits", 32)
+    images, labels = next(iter(batches(data.test, [[(i, 0) for i in range(len(data.test))]], 0)))
+    images = data.normalize(images)
+    model.eval()
+    with torch.inference_mode():
+        logits = model(images)
+        if flip:
+            logits = (logits + model(images.flip(3))) / 2
+    loss = torch.nn.functional.cross_entropy(logits, labels).item()
+    return loss, (logits.argmax(1) == labels).float().mean().item()

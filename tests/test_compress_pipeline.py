@@ -279,7 +279,12 @@ def test_cli_calibrates_on_unlabelled_images(tmp_path: Path, capsys: pytest.Capt
     assert code == 0, err
     settings = json.loads(stdout)["settings"]
     assert settings["importance"] is True and settings["rate_cost"] == 1e-3 and settings["init"] == "kmeans++"
+    assert settings["bias_correction"] == 4  # the same images take back each layer's mean shift
     assert sq.load(tmp_path / "c.sqz").spec == small_model().spec
+    code, stdout, err = run_cli(capsys, "compress", "--weights", str(weights), "--out", str(tmp_path / "f.sqz"),
+                                "--calib", str(images), "--calib-images", "4", "--no-bias-correction", "--json")
+    settings = json.loads(stdout)["settings"]
+    assert code == 0 and settings["importance"] is True and settings["bias_correction"] == 0
 
 
 @pytest.mark.parametrize(("argv", "message"), [

@@ -16,6 +16,8 @@ from squeezenet.plots import plot_run
 from squeezenet.train import TrainConfig, learning_rate, load_config, read_metrics, train
 from squeezenet.weights.io import read_safetensors
 
+from .conftest import digits_test_scores
+
 TINY = dict(data="digits", arch="1_1", subset=96, batch_size=32, micro_batch=16, epochs=2, progress=False,
             warmup_epochs=0.5)
 
@@ -153,3 +155,16 @@ def test_bypass_option_builds_the_section_6_network(tmp_path):
     plain = sq.get_spec("1_1", dropout=0.5, batch_norm=False, final_relu=True, num_classes=10)
     assert sq.summary(model.spec, 224).total_params > sq.summary(plain, 224).total_params  # 1x1 bypass convs
     assert TrainConfig().bypass is None  # default: the preset's own bypass mode
+
+
+def test_test_flip_scores_the_mean_logits_of_each_image_and_its_mirror(tmp_path):
+    runs = {flip: tmp_path / f"flip-{flip}" for flip in (False, True)}
+    for flip, run in runs.items():
+        train(TrainConfig(**{**TINY, "epochs": 1}, test_flip=flip, out=str(run)))
+    plain, flipped = (read_metrics(run)[-1] for run in runs.values())
+    model = sq.load(runs[True] / "last.safetensors")
+    same = sq.load(runs[False] / "last.safetensors")
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), same.state_dict().values(), strict=True))
+    loss, top1 = digits_test_scores(model, flip=True)
+    assert flipped["test_loss"] == pytest.approx(loss, rel=1e-4) and flipped["test_top1"] == pytest.approx(top1)
+    assert flipped["test_loss"] != pytest.approx(plain["test_loss"], rel=1e-4)  # the mirror images did count

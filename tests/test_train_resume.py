@@ -19,8 +19,11 @@ from pathlib import Path
 import pytest
 import torch
 
+import squeezenet as sq
 from squeezenet.train import read_metrics
 from squeezenet.weights.io import read_safetensors
+
+from .conftest import digits_test_scores
 
 TRAIN = [sys.executable, "-m", "squeezenet", "train", "--data", "digits", "--arch", "1_1", "--subset", "192",
          "--batch-size", "32", "--micro-batch", "16", "--epochs", "3", "--warmup-epochs", "0.5", "--lr", "0.01",
@@ -100,3 +103,18 @@ def test_torchrun_two_processes_match_one_process(tmp_path):
         torch.testing.assert_close(two[name], one[name], rtol=1e-4, atol=1e-6, msg=name)
     assert read_metrics(tmp_path / "two")[0]["train_loss"] == pytest.approx(
         read_metrics(tmp_path / "one")[0]["train_loss"], rel=1e-5)
+
+
+def test_torchrun_scores_the_batch_norm_statistics_it_saves(tmp_path):
+    torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent))
+    if torchrun is None:
+        pytest.skip("torchrun is not installed beside this Python")
+    # Each process's last batch moves its own running statistics; the metrics must be those of the saved file.
+    launched = subprocess.run([torchrun, "--nproc-per-node", "2", "--master-addr", "127.0.0.1",
+                               "--master-port", str(_free_port()), "-m", "squeezenet", "train", *TRAIN[4:],
+                               "--batch-norm", "--epochs", "1", "--out", str(tmp_path / "two")],
+                              env=_environment(), capture_output=True, text=True, timeout=240)
+    assert launched.returncode == 0, launched.stderr[-2000:]
+    loss, top1 = digits_test_scores(sq.load(tmp_path / "two" / "last.safetensors"))
+    logged = read_metrics(tmp_path / "two")[0]
+    assert logged["test_loss"] == pytest.approx(loss, rel=1e-5) and logged["test_top1"] == pytest.approx(top1)

@@ -345,10 +345,13 @@ def _add_compress(commands: argparse._SubParsersAction) -> Handler:
                         help="k-means start: linear over [min, max] (the paper's, best before fine-tuning), density, "
                              "or kmeans++ (closest fit when there is no fine-tuning)")
     parser.add_argument("--calib", metavar="DIR",
-                        help="unlabelled images: weigh each weight's k-means error by its Fisher information on "
-                             "them (for models whose training data is not at hand)")
+                        help="unlabelled images (for models whose training data is not at hand): weigh each "
+                             "weight's k-means error by its Fisher information on them, and correct each layer's "
+                             "mean shift after sharing on them")
     parser.add_argument("--calib-images", type=int, default=100, metavar="N",
                         help="calibration images to use, the first N in sorted order (default 100)")
+    parser.add_argument("--no-bias-correction", dest="bias_correction", action="store_false",
+                        help="with --calib: use the images for the Fisher weighting only")
     parser.add_argument("--rate-cost", type=float, default=0.0,
                         help="trade k-means error for shorter Huffman codes (entropy-constrained; try 1e-5 with "
                              "--calib; default 0: off)")
@@ -389,7 +392,7 @@ def _compress(args: argparse.Namespace) -> int:
         finetune = train_finetuner(args.finetune_data, args.epochs, args.finetune_out or f"{args.out}.finetune",
                                    **overrides)
     evaluate = evaluator_for(args.eval_data) if args.eval_data else None
-    importance = None
+    importance = images = None
     if args.calib:
         import numpy as np
         import torch
@@ -399,10 +402,12 @@ def _compress(args: argparse.Namespace) -> int:
         from .weights.io import load
 
         model = load(resolve(args.weights), args.arch)
-        images = np.concatenate(calibration_inputs(args.calib, model.preprocess, args.calib_images))
-        importance = fisher_information(model, torch.from_numpy(images))
+        images = torch.from_numpy(np.concatenate(calibration_inputs(args.calib, model.preprocess,
+                                                                    args.calib_images)))
+        importance = fisher_information(model, images)
     result = compress(resolve(args.weights), args.out, arch=args.arch, prune=parse_prune(args.prune), bits=bits,
-                      init=args.init, importance=importance, rate_cost=args.rate_cost, huffman=args.huffman,
+                      init=args.init, importance=importance, rate_cost=args.rate_cost,
+                      bias_correction=images if args.bias_correction else None, huffman=args.huffman,
                       layout=args.layout, gap_bits=gap_bits, codebook_dtype=args.codebook, raw_dtype=args.bias,
                       finetune=finetune, evaluate=evaluate)
     print(result.report.to_json() if args.json else result.report)

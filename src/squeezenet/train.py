@@ -77,6 +77,8 @@ class TrainConfig:
     nesterov: bool = _option(False, "Nesterov momentum")
     weight_decay: float = _option(2e-4, "weight decay (all parameters, as Caffe does)")
     label_smoothing: float = _option(0.0, "label smoothing of the cross-entropy")
+    test_flip: bool = _option(False, "score each test image and its mirror image, averaging the logits (for "
+                                     "photos, where a mirrored scene is the same class; not for digits)")
     dropout: float = _option(0.5, "dropout before conv10")
     batch_norm: bool = _option(False, "batch norm after every conv (a deviation from the paper)")
     final_relu: bool = _option(True, "keep the ReLU between conv10 and the pool (the paper's); --no-final-relu "
@@ -281,6 +283,15 @@ def _barrier(processes: Processes) -> None:
         dist.barrier()
 
 
+def _share_buffers(model: nn.Module, processes: Processes) -> None:
+    """Give every process process 0's batch-norm statistics. DDP copies them out at the start of each forward
+    pass, but each process's own last batch then moved its copy; process 0's are the ones saved, so they are
+    the ones to score."""
+    if processes.world > 1:
+        for buffer in model.buffers():
+            dist.broadcast(buffer, 0)
+
+
 def _gather(value: Any, processes: Processes) -> list[Any]:
     if processes.world == 1:
         return [value]
@@ -478,6 +489,8 @@ def _evaluate(model: nn.Module, data: Datasets, processes: Processes, batch_size
                 continue
             images, labels = _to_device(images, labels, data, processes.device, config.channels_last)
             logits = model(images).float()
+            if config.test_flip:
+                logits = (logits + model(images.flip(3)).float()) / 2
             top = logits.topk(min(5, logits.shape[1]), dim=1).indices == labels[:, None]
             totals += torch.stack([F.cross_entropy(logits, labels, reduction="sum"), top[:, 0].sum(),
                                    top.any(dim=1).sum(), torch.tensor(len(labels), device=logits.device)]).double()
@@ -749,6 +762,7 @@ def _train(config: TrainConfig, processes: Processes, initial: SqueezeNet | None
             metrics: dict[str, Any] = {"epoch": epoch + 1, "step": step, "lr": lr,
                                        "train_loss": loss_sum / count, "train_top1": correct / count}
             if data.test is not None:
+                _share_buffers(model, processes)
                 metrics.update(_evaluate(model, data, processes, micro, config, workers))
             metrics.update(images_per_s=count / elapsed, epoch_seconds=elapsed,
                            elapsed_seconds=time.perf_counter() - started)

@@ -8,10 +8,12 @@
 Modules, in the order the pipeline uses them: ``prune`` (per-layer magnitude
 pruning), ``importance`` (Fisher information, to weigh the sharing without
 training data), ``quantize`` (k-means sharing, fine-tuning parametrizations),
+``calibrate`` (bias correction of the shared model on unlabelled images),
 ``huffman`` and ``sqz`` (the container and the paper's ``.net`` layout),
 ``report``, ``pipeline`` (all of it), ``finetune`` (through the training loop).
 """
 
+from .calibrate import correct_biases
 from .importance import fisher_information
 from .layers import CompressionError
 from .pipeline import CompressionResult, compress
@@ -29,6 +31,7 @@ __all__ = [
     "SharedLayer",
     "allocate_bits",
     "compress",
+    "correct_biases",
     "decode_sqz",
     "encode_net",
     "encode_sqz",

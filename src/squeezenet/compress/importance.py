@@ -16,7 +16,8 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from .layers import CompressionError, compressible_layers
+from .calibrate import check_images
+from .layers import compressible_layers
 
 
 def fisher_information(model: nn.Module, images: torch.Tensor, draws: int = 2, seed: int = 0,
@@ -26,9 +27,7 @@ def fisher_information(model: nn.Module, images: torch.Tensor, draws: int = 2, s
     One backward pass per image and drawn label: per-image gradients are squared before they are summed,
     which a batched pass would not allow. The model is left in eval mode and unchanged.
     """
-    if images.ndim != 4 or len(images) == 0:
-        raise CompressionError(f"Fisher information needs preprocessed images shaped (N, C, H, W), "
-                               f"got {tuple(images.shape)}")
+    check_images(images, "Fisher information")
     convs = compressible_layers(model)
     totals = {name: torch.zeros_like(conv.weight, dtype=torch.float64) for name, conv in convs.items()}
     generator = torch.Generator().manual_seed(seed)

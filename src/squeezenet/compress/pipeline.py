@@ -10,16 +10,19 @@ so it is the accuracy of the file, float16 codebooks included.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
 from ..model import SqueezeNet
 from ..spec import Spec
 from ..weights.io import load, write_atomic
+from .calibrate import check_images, correct_biases
 from .layers import CompressionError, compressible_layers, module_path
 from .prune import prune as prune_model
 from .prune import resolve_densities
@@ -41,6 +44,7 @@ class CompressionResult:
 def compress(weights: str | Path | SqueezeNet, out: str | Path | None = None, *, arch: str | Spec | None = None,
              prune: str | float | Mapping[str, float] | None = "none", bits: int | Mapping[str, int] = 6,
              init: str = "linear", importance: Mapping[str, Any] | None = None, rate_cost: float = 0.0,
+             bias_correction: torch.Tensor | None = None,
              huffman: bool = False, layout: str = "auto", gap_bits: int | str = 4,
              codebook_dtype: str = "float32", raw_dtype: str = "float32", finetune: Finetuner | None = None,
              evaluate: Evaluator | None = None, metadata: Mapping[str, str] | None = None) -> CompressionResult:
@@ -52,6 +56,8 @@ def compress(weights: str | Path | SqueezeNet, out: str | Path | None = None, *,
     "density" or "kmeans++" (closest fit when there is no fine-tuning).
     ``importance`` (``importance.fisher_information``) weighs each weight's error
     in k-means; ``rate_cost`` > 0 trades that error for shorter Huffman codes.
+    ``bias_correction``: unlabelled preprocessed images on which each layer's
+    mean shift from sharing is measured and taken back (``calibrate``).
     ``finetune(model, stage)`` trains after pruning and after sharing (masks
     and shared values are kept by parametrizations).
     ``out`` ending in ``.net`` writes the paper's layout (8-bit codes, v1.0).
@@ -71,8 +77,11 @@ def compress(weights: str | Path | SqueezeNet, out: str | Path | None = None, *,
     if not rate_cost >= 0:
         raise CompressionError(f"rate_cost must be >= 0, got {rate_cost!r}")
     as_net = out is not None and str(out).lower().endswith(".net")
+    if bias_correction is not None:
+        check_images(bias_correction, "bias correction")
     model.eval()
     before = dict(evaluate(model)) if evaluate is not None else None
+    original = copy.deepcopy(model) if bias_correction is not None else None
 
     masks = prune_model(model, densities)
     if finetune is not None and any(density < 1.0 for density in densities.values()):
@@ -89,12 +98,15 @@ def compress(weights: str | Path | SqueezeNet, out: str | Path | None = None, *,
         finally:
             shared = detach(model, shared)
         load_shared(model, shared)
+    if original is not None:
+        correct_biases(original, model, bias_correction)
 
     settings: dict[str, Any] = {
         "source": weights if isinstance(weights, str) else "model", "arch": model.spec.name,
         "prune": prune if isinstance(prune, (str, float, int)) or prune is None else dict(prune),
         "bits": bits if isinstance(bits, int) else dict(bits), "init": init,
-        "importance": importance is not None, "rate_cost": rate_cost, "huffman": huffman,
+        "importance": importance is not None, "rate_cost": rate_cost,
+        "bias_correction": 0 if bias_correction is None else len(bias_correction), "huffman": huffman,
         "layout": layout, "gap_bits": gap_bits, "codebook_dtype": codebook_dtype, "raw_dtype": raw_dtype,
         "finetuned": finetune is not None, "format": "net" if as_net else "sqz",
     }
