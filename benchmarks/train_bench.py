@@ -5,11 +5,14 @@
     ImageNet samples, against torchvision's squeezenet1_1 bare eager fp32 training step on random tensors
     (no data loading at all) at the same batch, measured in the same run.
 
+profile: where one process's training step of (a) spends its time, by operator (torch.profiler).
+
 (b) CIFAR-10 from ../shared/data/cifar10-jpeg.tar.gz with the 32x32 variant: best test accuracy within a
     wall-clock budget and the time to reach a target accuracy (85%).
 
 Full runs (quiet machine):
     .venv/bin/python benchmarks/train_bench.py throughput
+    .venv/bin/python benchmarks/train_bench.py profile --threads 1 --batch 16
     .venv/bin/python benchmarks/train_bench.py cifar --budget-minutes 30
 Smoke runs (a minute or two):
     .venv/bin/python benchmarks/train_bench.py throughput --epochs 1 --subset 64 --baseline-steps 2
@@ -169,6 +172,38 @@ def throughput(args: argparse.Namespace) -> None:
                       "goal": 1.5}))
 
 
+def profile(args: argparse.Namespace) -> None:
+    """Our 1_1 at 224x224, channels_last, SGD, on random tensors: img/s of the bare step, then its operators."""
+    from torch.profiler import profile as torch_profile
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    model = sq.build(sq.get_spec("1_1", num_classes=1000)).to(memory_format=torch.channels_last)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=2e-4)
+    images = torch.randn(args.batch, 3, 224, 224).contiguous(memory_format=torch.channels_last)
+    labels = torch.randint(0, 1000, (args.batch,))
+
+    def step() -> None:
+        torch.nn.functional.cross_entropy(model(images), labels).backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    for _ in range(3):  # oneDNN picks its kernels on the first calls
+        step()
+    start = time.perf_counter()
+    for _ in range(args.steps):
+        step()
+    print(f"1_1 training step, {args.threads} thread(s), batch {args.batch}, channels_last: "
+          f"{args.steps * args.batch / (time.perf_counter() - start):.1f} img/s", flush=True)
+    with torch_profile() as profiled:
+        for _ in range(args.steps):
+            step()
+    events = [e for e in profiled.key_averages() if e.self_cpu_time_total > 0]
+    total = sum(e.self_cpu_time_total for e in events)
+    for event in sorted(events, key=lambda e: -e.self_cpu_time_total)[:12]:
+        print(f"  {event.key:<45} {100 * event.self_cpu_time_total / total:5.1f}%")
+
+
 def cifar(args: argparse.Namespace) -> None:
     if not CIFAR.is_file():
         sys.exit(f"needs CIFAR-10 at {CIFAR}")
@@ -217,6 +252,10 @@ def main() -> None:
     a.add_argument("--workers", type=int, default=None, help="DataLoader workers (default: cores - 1)")
     a.add_argument("--baseline-steps", type=int, default=8)
     a.add_argument("--variants", default="fp32,channels_last", help=f"comma list of {', '.join(VARIANTS)}")
+    f = parts.add_parser("profile", help="operators of one process's training step in (a), by self time")
+    f.add_argument("--threads", type=int, default=1)
+    f.add_argument("--batch", type=int, default=16, help="per process: (a)'s batch 32 over 2 processes")
+    f.add_argument("--steps", type=int, default=4)
     b = parts.add_parser("cifar", help="(b) CIFAR-10: best accuracy within a budget, time to the target")
     b.add_argument("--budget-minutes", type=float, default=30.0)
     b.add_argument("--epochs", type=int, default=None,
@@ -229,7 +268,7 @@ def main() -> None:
     b.add_argument("--processes", type=int, default=1,
                    help="train as N single-threaded processes under torchrun (data parallel) instead of one")
     args = parser.parse_args()
-    throughput(args) if args.part == "throughput" else cifar(args)
+    {"throughput": throughput, "profile": profile, "cifar": cifar}[args.part](args)
 
 
 if __name__ == "__main__":
