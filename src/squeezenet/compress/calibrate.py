@@ -20,6 +20,7 @@ and batch-norm tensors are stored dense either way.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -44,7 +45,7 @@ def channel_means(model: nn.Module, layers: dict[str, nn.Module], images: torch.
     sums: dict[str, torch.Tensor] = {}
     last = next(reversed(layers))
 
-    def recorder(name: str):
+    def recorder(name: str) -> Callable[[nn.Module, object, torch.Tensor], None]:
         def record(module: nn.Module, inputs: object, output: torch.Tensor) -> None:
             total = output.double().mean(dim=(2, 3)).sum(dim=0)
             sums[name] = sums[name] + total if name in sums else total
@@ -70,7 +71,8 @@ def correct_biases(reference: nn.Module, model: nn.Module, images: torch.Tensor,
     match ``reference``'s.
 
     ``reference`` is the network before sharing, ``images`` are preprocessed (N x C x H x W) and need no labels.
-    Both models are put in eval mode. Returns each layer's largest correction, for the report.
+    Both models are put in eval mode. Returns each corrected layer's largest shift: how far sharing had moved
+    its channel means.
     """
     check_images(images, "bias correction")
     reference.eval()
@@ -87,7 +89,7 @@ def correct_biases(reference: nn.Module, model: nn.Module, images: torch.Tensor,
         with torch.no_grad():
             if layer.bias is not None:
                 layer.bias += shift
-            else:  # conv + batch norm: a lower running mean raises the normalised output by shift / std
+            else:  # conv + batch norm: subtracting the shift from the running mean puts the normalised output back
                 norm = model.get_submodule(module_path(model, name).removesuffix(".conv") + ".norm")
                 norm.running_mean -= shift
         corrections[name] = float(shift.abs().max())
