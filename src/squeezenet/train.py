@@ -102,7 +102,8 @@ class TrainConfig:
     checkpoint_every: int = _option(0, "also checkpoint every N optimizer steps (0: at epoch ends only)")
     keep: int = _option(2, "step checkpoints to keep besides last and best")
     stall_patience: int = _option(50, "steps at loss ln(num_classes) (or dead outputs) before stopping; 0: off")
-    time_limit: float | None = _option(None, "stop cleanly (evaluate, checkpoint) after this many seconds")
+    time_limit: float | None = _option(None, "stop cleanly after this many seconds: checkpoint (mid-epoch: "
+                                             "without scoring), then exit")
     tensorboard: bool = _option(False, "also log to RUN/tensorboard (needs the tensorboard package)")
     progress: bool = _option(True, "show a progress bar")
 
