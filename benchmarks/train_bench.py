@@ -31,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -88,12 +89,13 @@ def planned_epochs(config: TrainConfig, budget_seconds: float, train_images: int
     return max(1, int(0.82 * budget_seconds / per_epoch))  # augmentation and evaluation cost ~15% more
 
 
-def baseline_images_per_second(batch: int, steps: int, size: int = 224) -> float:
-    """torchvision squeezenet1_1, eager, NCHW, fp32: one SGD step on random tensors (no data loading)."""
-    torch.manual_seed(0)
-    model = torchvision.models.squeezenet1_1(num_classes=1000)
+def random_sgd_step(model: torch.nn.Module, batch: int, size: int = 224,
+                    memory_format: torch.memory_format = torch.contiguous_format) -> Callable[[], None]:
+    """One SGD step of ``model`` (the paper's momentum and decay) on fixed random 1000-class tensors: no data."""
+    model = model.to(memory_format=memory_format)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=2e-4)
-    images, labels = torch.randn(batch, 3, size, size), torch.randint(0, 1000, (batch,))
+    images = torch.randn(batch, 3, size, size).contiguous(memory_format=memory_format)
+    labels = torch.randint(0, 1000, (batch,))
 
     def step() -> None:
         loss = torch.nn.functional.cross_entropy(model(images), labels)
@@ -101,6 +103,13 @@ def baseline_images_per_second(batch: int, steps: int, size: int = 224) -> float
         loss.backward()
         optimizer.step()
 
+    return step
+
+
+def baseline_images_per_second(batch: int, steps: int, size: int = 224) -> float:
+    """torchvision squeezenet1_1, eager, NCHW, fp32: one SGD step on random tensors (no data loading)."""
+    torch.manual_seed(0)
+    step = random_sgd_step(torchvision.models.squeezenet1_1(num_classes=1000), batch, size)
     step()  # first call: oneDNN primitive creation
     times = []
     for _ in range(steps):
@@ -178,16 +187,8 @@ def profile(args: argparse.Namespace) -> None:
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    model = sq.build(sq.get_spec("1_1", num_classes=1000)).to(memory_format=torch.channels_last)
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=2e-4)
-    images = torch.randn(args.batch, 3, 224, 224).contiguous(memory_format=torch.channels_last)
-    labels = torch.randint(0, 1000, (args.batch,))
-
-    def step() -> None:
-        torch.nn.functional.cross_entropy(model(images), labels).backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-
+    step = random_sgd_step(sq.build(sq.get_spec("1_1", num_classes=1000)), args.batch,
+                           memory_format=torch.channels_last)
     for _ in range(3):  # oneDNN picks its kernels on the first calls
         step()
     start = time.perf_counter()
