@@ -5,6 +5,8 @@ from __future__ import annotations
 import itertools
 import math
 import re
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -168,3 +170,39 @@ def test_test_flip_scores_the_mean_logits_of_each_image_and_its_mirror(tmp_path)
     loss, top1 = digits_test_scores(model, flip=True)
     assert flipped["test_loss"] == pytest.approx(loss, rel=1e-4) and flipped["test_top1"] == pytest.approx(top1)
     assert flipped["test_loss"] != pytest.approx(plain["test_loss"], rel=1e-4)  # the mirror images did count
+
+
+def test_eval_every_scores_only_those_epochs_and_the_last(tmp_path):
+    run = tmp_path / "run"
+    result = train(TrainConfig(**{**TINY, "epochs": 3}, eval_every=2, out=str(run)))
+    records = read_metrics(run)
+    assert ["test_top1" in r for r in records] == [False, True, True]
+    best_epoch = max(records[1:], key=lambda r: r["test_top1"])["epoch"]  # an unscored epoch is never the best
+    assert result.best["epoch"] == best_epoch
+    assert read_safetensors(run / "best.safetensors").metadata["epoch"] == str(best_epoch)
+    assert plot_run(run).stat().st_size > 10_000  # the test curve has gaps, the train curve has none
+    with pytest.raises(TrainingError, match="eval-every must be a positive integer"):
+        train(TrainConfig(**TINY, eval_every=0, out=str(tmp_path / "zero")))
+
+
+KEEP_FREED_MEMORY = """
+import os, sys, torch
+from squeezenet.train import keep_freed_memory
+if sys.argv[1] == "keep":
+    assert keep_freed_memory()
+def resident() -> int:
+    return int(open("/proc/self/statm").read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+before = resident()
+block = torch.ones(64 << 18)  # 64 MiB, filled so that its pages are resident
+del block
+print(resident() - before)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="mallopt is glibc's (Linux)")
+def test_keep_freed_memory_leaves_a_freed_block_in_the_process():
+    """glibc returns a freed 64 MiB block to the kernel at once (its pages must be faulted in again on the next
+    step); after keep_freed_memory the process keeps it for the next allocation."""
+    kept = {mode: int(subprocess.run([sys.executable, "-c", KEEP_FREED_MEMORY, mode], capture_output=True, text=True,
+                                     check=True).stdout) for mode in ("default", "keep")}
+    assert kept["default"] < 16 << 20 and kept["keep"] > 48 << 20, kept

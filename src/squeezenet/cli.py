@@ -197,7 +197,10 @@ def _train(args: argparse.Namespace) -> int:
     except KeyboardInterrupt as interrupt:
         print(f"squeezenet train: interrupted{': ' + str(interrupt) if str(interrupt) else ''}", file=sys.stderr)
         return 130
-    if result.main:
+    if result.main and not result.best:  # stopped (--time-limit) before any epoch was scored
+        print(f"stopped: {result.epochs_done} epochs, {result.steps} steps, none scored yet; weights "
+              f"{result.run / 'last.safetensors'}; continue with --resume {result.run}")
+    elif result.main:
         best = result.best
         score = f"test top-1 {best['test_top1']:.2%}" if "test_top1" in best else f"train loss {best['train_loss']:.4f}"
         print(f"done: {result.epochs_done} epochs, {result.steps} steps; best {score} at epoch {best['epoch']}; "
