@@ -51,18 +51,29 @@ def tiny_model(seed: int = 0) -> sq.SqueezeNet:
     return model
 
 
-def digits_test_scores(model: sq.SqueezeNet, flip: bool = False) -> tuple[float, float]:
+def digits_test_scores(model: sq.SqueezeNet, flip: bool = False, shift: int = 0) -> tuple[float, float]:
     """(cross-entropy, top-1) of ``model`` on the digits' held-out split, as the training loop scores it;
-    with ``flip`` the logits are averaged with those of the mirror images."""
+    with ``flip`` the logits are averaged with those of the mirror images; with ``shift``, weighted 1/2
+    against 1/4 each for the images moved down-right and up-left by ``shift`` pixels (edges mirrored)."""
+    from torchvision.transforms.v2 import functional as TF
+
     from squeezenet.data import batches, load_datasets
 
     data = load_datasets("digits", 32)
     images, labels = next(iter(batches(data.test, [[(i, 0) for i in range(len(data.test))]], 0)))
     images = data.normalize(images)
     model.eval()
+
+    def scored(batch: torch.Tensor) -> torch.Tensor:
+        logits = model(batch)
+        return (logits + model(TF.horizontal_flip(batch))) / 2 if flip else logits
+
     with torch.inference_mode():
-        logits = model(images)
-        if flip:
-            logits = (logits + model(images.flip(3))) / 2
+        logits = scored(images)
+        if shift:
+            size = images.shape[-1]
+            down_right = TF.crop(TF.pad(images, [shift, shift, 0, 0], padding_mode="reflect"), 0, 0, size, size)
+            up_left = TF.crop(TF.pad(images, [0, 0, shift, shift], padding_mode="reflect"), shift, shift, size, size)
+            logits = logits / 2 + (scored(down_right) + scored(up_left)) / 4
     loss = torch.nn.functional.cross_entropy(logits, labels).item()
     return loss, (logits.argmax(1) == labels).float().mean().item()

@@ -250,3 +250,33 @@ def test_cifar_style_archive_unpacks_once(tmp_path, monkeypatch):
     assert len(unpacked) == 1 and (unpacked[0] / ".decoded-32.pt").is_file()
     again = load_datasets(archive)  # from the decoded memo, not the JPEGs
     assert torch.equal(again.train.images, data.train.images)
+
+
+
+def _moves(original: torch.Tensor, augmented: torch.Tensor, reach: int = 8) -> set[tuple[int, int]]:
+    """How far each augmented image was moved from its original (no pixel of the originals is 0, so the zero
+    padding that pad-and-crop brings in shows where the crop was taken)."""
+    padded = torch.nn.functional.pad(original, [reach] * 4)
+    size = original.shape[-1]
+    moves = set()
+    for image, source in zip(augmented, padded, strict=True):
+        found = [(dy - reach, dx - reach) for dy in range(2 * reach + 1) for dx in range(2 * reach + 1)
+                 if torch.equal(source[:, dy:dy + size, dx:dx + size], image)]
+        assert len(found) == 1, "not a crop of the padded original"
+        moves.add(found[0])
+    return moves
+
+
+def test_crop_padding_sets_how_far_pad_and_crop_moves_small_images():
+    images = torch.randint(1, 256, (64, 3, 32, 32), dtype=torch.uint8)
+    labels = torch.arange(64) % 10
+    keys = [(i, 1000 + i) for i in range(64)]
+    default = CachedImages(images, labels, augment=True, flip=False)  # 1/8 of 32: up to 4 pixels
+    assert max(max(map(abs, move)) for move in _moves(images, default.batch(keys)[0])) == 4
+    near = default.with_crop_padding(2).batch(keys)[0]
+    moves = _moves(images, near)
+    assert max(max(map(abs, move)) for move in moves) == 2 and len(moves) > 5
+    assert torch.equal(default.with_crop_padding(0).batch(keys)[0], images)  # no padding: no move
+    assert load_datasets("digits", 32, crop_padding=2).train.padding == 2
+    with pytest.raises(DataError, match="crop padding must be an integer >= 0"):
+        load_datasets("digits", 32, crop_padding=-1)

@@ -45,3 +45,25 @@ def test_other_architecture_is_refused_with_the_shape():
     theirs = torchvision.models.squeezenet1_0(weights=None)
     with pytest.raises(sq.WeightsError, match=r"features\.0\.weight.*shape \(96, 3, 7, 7\).*'1_1'"):
         from_torchvision(theirs.state_dict(), sq.build("1_1"), source="v10.pth")
+
+
+@pytest.mark.parametrize(("arch", "factory"), PAIRS)
+def test_training_gradients_match_torchvision(arch, factory):
+    """Ours pools before the ReLU where a pool follows one (the ReLU then touches a quarter of the values);
+    max and ReLU commute, so the loss and every gradient are those of torchvision's paper-order network."""
+    torch.manual_seed(3)
+    theirs = factory(weights=None).train()
+    with torch.no_grad():
+        for p in theirs.parameters():
+            p.mul_(3.0).add_(0.01 * torch.randn_like(p))
+    ours = sq.build(arch).train()
+    ours.load_state_dict(from_torchvision(theirs.state_dict(), ours))
+    theirs.classifier[0].p = ours.classifier.dropout.p = 0.0  # dropout draws differ; everything else must not
+    x, labels = torch.randn(2, 3, 224, 224), torch.tensor([3, 999])
+    losses = [torch.nn.functional.cross_entropy(model(x), labels) for model in (theirs, ours)]
+    for loss in losses:
+        loss.backward()
+    torch.testing.assert_close(losses[1], losses[0], atol=1e-5, rtol=1e-5)
+    expected = from_torchvision({name: p.grad for name, p in theirs.named_parameters()}, ours)
+    for name, p in ours.named_parameters():
+        torch.testing.assert_close(p.grad, expected[name], atol=1e-5, rtol=1e-4, msg=name)

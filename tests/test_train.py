@@ -172,6 +172,18 @@ def test_test_flip_scores_the_mean_logits_of_each_image_and_its_mirror(tmp_path)
     assert flipped["test_loss"] != pytest.approx(plain["test_loss"], rel=1e-4)  # the mirror images did count
 
 
+def test_test_shift_adds_the_moved_images_at_a_quarter_weight_each(tmp_path):
+    run = tmp_path / "run"
+    train(TrainConfig(**{**TINY, "epochs": 1}, test_flip=True, test_shift=2, out=str(run)))
+    logged = read_metrics(run)[-1]
+    model = sq.load(run / "last.safetensors")
+    loss, top1 = digits_test_scores(model, flip=True, shift=2)
+    assert logged["test_loss"] == pytest.approx(loss, rel=1e-4) and logged["test_top1"] == pytest.approx(top1)
+    assert logged["test_loss"] != pytest.approx(digits_test_scores(model, flip=True)[0], rel=1e-4)
+    with pytest.raises(TrainingError, match="test-shift 32 must be smaller than the images"):
+        train(TrainConfig(**TINY, test_shift=32, out=str(tmp_path / "wide")))
+
+
 def test_eval_every_scores_only_those_epochs_and_the_last(tmp_path):
     run = tmp_path / "run"
     result = train(TrainConfig(**{**TINY, "epochs": 3}, eval_every=2, out=str(run)))

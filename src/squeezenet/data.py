@@ -241,6 +241,11 @@ def _mix(seeds: np.ndarray, salt: int) -> torch.Tensor:
     return torch.from_numpy(((z ^ (z >> np.uint64(31))) >> np.uint64(2)).astype(np.int64))
 
 
+def default_crop_padding(size: int) -> int:
+    """Pad-and-crop's reach for small images: 1/8 of the side (4 pixels at 32x32), as in the CIFAR literature."""
+    return max(1, size // 8)
+
+
 class CachedImages(Dataset):
     """Decoded uint8 images (N, 3, H, W) held in memory; augmentation is pad-and-crop (+ flip), batched.
 
@@ -248,18 +253,22 @@ class CachedImages(Dataset):
     however it is split into micro-batches or across processes.
     """
 
-    def __init__(self, images: torch.Tensor, labels: torch.Tensor, augment: bool, flip: bool = True) -> None:
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, augment: bool, flip: bool = True,
+                 padding: int | None = None) -> None:
         self.images = images
         self.labels = labels
         self.augment = augment
         self.flip = flip
-        self.padding = max(1, images.shape[-1] // 8)
+        self.padding = default_crop_padding(images.shape[-1]) if padding is None else padding
 
     def __len__(self) -> int:
         return len(self.labels)
 
     def subset(self, indices: torch.Tensor) -> CachedImages:
-        return CachedImages(self.images[indices], self.labels[indices], self.augment, self.flip)
+        return CachedImages(self.images[indices], self.labels[indices], self.augment, self.flip, self.padding)
+
+    def with_crop_padding(self, padding: int) -> CachedImages:
+        return CachedImages(self.images, self.labels, self.augment, self.flip, padding)
 
     def __getitem__(self, key: Key) -> tuple[torch.Tensor, int]:
         images, labels = self.batch([key])
@@ -298,11 +307,19 @@ class ImageFiles(Dataset):
         self.augment = augment
         self.preprocessing = preprocessing
         self.strict = strict
-        small = image_size <= SMALL_IMAGE_MAX
-        first = [v2.Resize([image_size, image_size], antialias=True),
-                 v2.RandomCrop(image_size, padding=max(1, image_size // 8))] if small else \
-            [v2.RandomResizedCrop(image_size, antialias=True)]
-        self.train_transform = v2.Compose([*first, v2.RandomHorizontalFlip(), v2.PILToTensor()])
+        self.image_size = image_size
+        self.train_transform = self._augmentation(default_crop_padding(image_size))
+
+    def _augmentation(self, padding: int) -> v2.Compose:
+        size = self.image_size
+        first = [v2.Resize([size, size], antialias=True), v2.RandomCrop(size, padding=padding)] \
+            if size <= SMALL_IMAGE_MAX else [v2.RandomResizedCrop(size, antialias=True)]
+        return v2.Compose([*first, v2.RandomHorizontalFlip(), v2.PILToTensor()])
+
+    def with_crop_padding(self, padding: int) -> ImageFiles:
+        chosen = copy.copy(self)
+        chosen.train_transform = self._augmentation(padding)
+        return chosen
 
     def __len__(self) -> int:
         return len(self.items)
@@ -385,12 +402,14 @@ class Datasets:
 
 
 def load_datasets(source: str | Path, image_size: int | None = None, *, min_size: int = 1, strict: bool = False,
-                  download: bool = False, cache: str = "auto", subset: int | None = None) -> Datasets:
+                  download: bool = False, cache: str = "auto", subset: int | None = None,
+                  crop_padding: int | None = None) -> Datasets:
     """``source``: "digits" (embedded), "cifar10" (torchvision's), an ImageFolder folder (with train/ and
     val/ or test/ subfolders for a test split), or a .tar/.tar.gz/.tgz archive of one (unpacked once into
     cache_dir()). ``image_size`` defaults to the data's own size for small images (at least ``min_size``,
     the network's smallest input) and 224 otherwise. ``cache``: "auto" | "on" | "off" (decode once into memory).
     ``subset``: train on a fixed random N of the training images (the same N for every seed; for quick runs).
+    ``crop_padding``: how far pad-and-crop moves small training images (default: default_crop_padding).
     """
     if cache not in ("auto", "on", "off"):
         raise DataError(f"cache must be auto, on or off, got {cache!r}")
@@ -413,6 +432,10 @@ def load_datasets(source: str | Path, image_size: int | None = None, *, min_size
             raise DataError(f"subset must be a positive number of images, got {subset}")
         chosen = np.sort(np.random.default_rng(0).permutation(len(data.train))[:subset])
         data.train = data.train.subset(torch.from_numpy(chosen))
+    if crop_padding is not None:
+        if isinstance(crop_padding, bool) or not isinstance(crop_padding, int) or crop_padding < 0:
+            raise DataError(f"crop padding must be an integer >= 0, got {crop_padding!r}")
+        data.train = data.train.with_crop_padding(crop_padding)
     _check(data)
     return data
 

@@ -82,6 +82,8 @@ class TrainConfig:
                                  "time a short run on a CPU may rather spend training)")
     test_flip: bool = _option(False, "score each test image and its mirror image, averaging the logits (for "
                                      "photos, where a mirrored scene is the same class; not for digits)")
+    test_shift: int = _option(0, "also score each test image moved N pixels down-right and up-left (edges "
+                                 "mirrored); the unmoved image weighs 1/2, each moved one 1/4")
     dropout: float = _option(0.5, "dropout before conv10")
     batch_norm: bool = _option(False, "batch norm after every conv (a deviation from the paper)")
     final_relu: bool = _option(True, "keep the ReLU between conv10 and the pool (the paper's); --no-final-relu "
@@ -91,6 +93,8 @@ class TrainConfig:
     num_classes: int | None = _option(None, "outputs of conv10 (default: the dataset's classes)")
     image_size: int | None = _option(None, "training input size (default: 32 for small images, else 224)")
     subset: int | None = _option(None, "train on a fixed random N of the training images (quick runs)")
+    crop_padding: int | None = _option(None, "small images: pad-and-crop moves them up to N pixels (default 1/8 "
+                                             "of the side: 4 at 32x32)")
     seed: int = _option(0, "seed of the data order, augmentation, init and dropout")
     device: str = _option("auto", "auto, cpu, cuda or cuda:N")
     bf16: bool = _option(False, "bfloat16 autocast (CPU and CUDA)")
@@ -135,6 +139,8 @@ class TrainConfig:
             raise TrainingError(f"--lr must be positive, got {self.lr!r}")
         if self.warmup_epochs < 0 or self.weight_decay < 0 or not 0 <= self.label_smoothing < 1:
             raise TrainingError("--warmup-epochs and --weight-decay must be >= 0, --label-smoothing in [0, 1)")
+        if not isinstance(self.test_shift, int) or isinstance(self.test_shift, bool) or self.test_shift < 0:
+            raise TrainingError(f"--test-shift must be an integer >= 0, got {self.test_shift!r}")
         if self.checkpoint_every < 0 or self.keep < 1 or self.stall_patience < 0:
             raise TrainingError("--checkpoint-every and --stall-patience must be >= 0, --keep >= 1")
 
@@ -512,9 +518,7 @@ def _evaluate(model: nn.Module, data: Datasets, processes: Processes, batch_size
             if not len(labels):
                 continue
             images, labels = _to_device(images, labels, data, processes.device, config.channels_last)
-            logits = model(images).float()
-            if config.test_flip:
-                logits = (logits + model(images.flip(3)).float()) / 2
+            logits = _test_logits(model, images, config)
             top = logits.topk(min(5, logits.shape[1]), dim=1).indices == labels[:, None]
             totals += torch.stack([F.cross_entropy(logits, labels, reduction="sum"), top[:, 0].sum(),
                                    top.any(dim=1).sum(), torch.tensor(len(labels), device=logits.device)]).double()
@@ -523,6 +527,22 @@ def _evaluate(model: nn.Module, data: Datasets, processes: Processes, batch_size
     loss, top1, top5, count = _all_sum(totals, processes).tolist()
     dead = int((_all_sum(alive, processes) == 0).sum())
     return {"test_loss": loss / count, "test_top1": top1 / count, "test_top5": top5 / count, "dead_classes": dead}
+
+
+def _test_logits(model: nn.Module, images: torch.Tensor, config: TrainConfig) -> torch.Tensor:
+    """The logits a test batch is scored by: its own, or a weighted mean over test-time views of it."""
+    def unmoved(batch: torch.Tensor) -> torch.Tensor:
+        logits = model(batch).float()
+        return (logits + model(batch.flip(3)).float()) / 2 if config.test_flip else logits
+
+    logits = unmoved(images)
+    if config.test_shift:
+        shift, (height, width) = config.test_shift, images.shape[-2:]
+        padded = F.pad(images, (shift,) * 4, mode="reflect")
+        layout = torch.channels_last if config.channels_last else torch.contiguous_format
+        moved = (padded[..., :height, :width], padded[..., 2 * shift:, 2 * shift:])
+        logits = logits / 2 + sum(unmoved(view.contiguous(memory_format=layout)) for view in moved) / 4
+    return logits
 
 
 def _autocast(config: TrainConfig, device: torch.device) -> contextlib.AbstractContextManager:
@@ -621,7 +641,8 @@ def _train(config: TrainConfig, processes: Processes, initial: SqueezeNet | None
     # Data and model: everything checked before the first step.
     spec = initial.spec if initial is not None else get_spec(config.arch, **spec_overrides(config))
     data = load_datasets(config.data, config.image_size, min_size=spec.min_input_size(), strict=config.strict,
-                         download=config.download, cache=config.cache, subset=config.subset)
+                         download=config.download, cache=config.cache, subset=config.subset,
+                         crop_padding=config.crop_padding)
     num_classes = config.num_classes or (initial.spec.num_classes if initial is not None else data.num_classes)
     if num_classes < data.num_classes:
         raise TrainingError(f"{data.name}: has {data.num_classes} classes but --num-classes is {num_classes}")
@@ -629,6 +650,9 @@ def _train(config: TrainConfig, processes: Processes, initial: SqueezeNet | None
     if initial is not None and spec != initial.spec:
         raise TrainingError(f"the model to train has {initial.spec.num_classes} outputs, not {num_classes}")
     spec.spatial_sizes(data.image_size)  # InputSizeError now rather than at the first step
+    if data.test is not None and config.test_shift >= data.image_size:
+        raise TrainingError(f"--test-shift {config.test_shift} must be smaller than the images "
+                            f"({data.image_size}x{data.image_size})")
     steps_per_epoch = len(data.train) // config.batch_size
     if steps_per_epoch == 0:
         raise TrainingError(f"{data.name}: {len(data.train)} training images are fewer than one batch "
