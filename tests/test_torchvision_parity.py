@@ -49,8 +49,8 @@ def test_other_architecture_is_refused_with_the_shape():
 
 @pytest.mark.parametrize(("arch", "factory"), PAIRS)
 def test_training_gradients_match_torchvision(arch, factory):
-    """Ours pools before the ReLU where a pool follows one (the ReLU then touches a quarter of the values);
-    max and ReLU commute, so the loss and every gradient are those of torchvision's paper-order network."""
+    """Training, not only inference, computes what torchvision's network computes: the loss and the gradient
+    of every parameter agree for the same weights."""
     torch.manual_seed(3)
     theirs = factory(weights=None).train()
     with torch.no_grad():

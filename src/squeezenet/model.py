@@ -38,21 +38,20 @@ class Fire(nn.Module):
     the expensive 3x3 filters see. An expand branch with zero filters is left
     out (the paper's pct_3x3 sweep reaches the ends of [0, 1]). ``bypass`` is
     the paper's Section 6: None, an identity (simple), or a 1x1 conv (complex)
-    added to the module's output. ``rectify=False`` leaves the expand outputs
-    without their ReLU, for the max-pool that follows to apply (see SqueezeNet).
+    added to the module's output.
     """
 
     def __init__(self, in_channels: int, fire: FireSpec, batch_norm: bool = False,
-                 bypass: str | None = None, rectify: bool = True) -> None:
+                 bypass: str | None = None) -> None:
         super().__init__()
         self.squeeze = _conv(in_channels, fire.squeeze, 1, batch_norm=batch_norm)
         self.squeeze_activation = nn.ReLU(inplace=True)
         self.expand1x1 = _conv(fire.squeeze, fire.expand1x1, 1, batch_norm=batch_norm) if fire.expand1x1 else None
-        self.expand1x1_activation = nn.ReLU(inplace=True) if rectify else nn.Identity()
+        self.expand1x1_activation = nn.ReLU(inplace=True)
         self.expand3x3 = (
             _conv(fire.squeeze, fire.expand3x3, 3, padding=1, batch_norm=batch_norm) if fire.expand3x3 else None
         )
-        self.expand3x3_activation = nn.ReLU(inplace=True) if rectify else nn.Identity()
+        self.expand3x3_activation = nn.ReLU(inplace=True)
         if bypass == "identity":
             self.bypass: nn.Module | None = nn.Identity()
         elif bypass == "conv":
@@ -88,12 +87,6 @@ class SqueezeNet(nn.Module):
     Initialisation follows torchvision's reference: uniform Kaiming (He) for
     every convolution, N(0, 0.01) for the final conv10 (so initial logits are
     small and the loss starts near ln(num_classes)), and zero biases.
-
-    Where a max-pool follows a ReLU, the network pools first and rectifies the
-    pooled values: max and ReLU commute, so outputs and gradients are those of
-    the paper's order, but the ReLU and its backward pass touch a quarter of the
-    values. A Fire module with a bypass keeps its own ReLUs (its sum is pooled).
-    Parameterized layers keep torchvision's positions in ``features``.
     """
 
     def __init__(self, spec: Spec) -> None:
@@ -101,24 +94,20 @@ class SqueezeNet(nn.Module):
         self.spec = spec
         self.min_input_size = spec.min_input_size()
         self.preprocess: Any = None  # set by the weights loader: PIL image -> input tensor
-        def pool() -> nn.MaxPool2d:
+        def pool() -> nn.Module:
             return nn.MaxPool2d(spec.pool_kernel, spec.pool_stride, ceil_mode=True)
 
         layers: OrderedDict[str, nn.Module] = OrderedDict()
         layers["conv1"] = _conv(spec.in_channels, spec.conv1_filters, spec.conv1_kernel,
                                 spec.conv1_stride, spec.conv1_padding, spec.batch_norm)
+        layers["relu1"] = nn.ReLU(inplace=True)
         if "conv1" in spec.pool_after:
             layers[pool_name("conv1")] = pool()
-        layers["relu1"] = nn.ReLU(inplace=True)
         channels = spec.conv1_filters
         for name, fire in zip(spec.fire_names(), spec.fire_modules(), strict=True):
-            bypass = _bypass_kind(spec.bypass, channels, fire.expand)
-            pooled_then_rectified = name in spec.pool_after and bypass is None
-            layers[name] = Fire(channels, fire, spec.batch_norm, bypass, rectify=not pooled_then_rectified)
+            layers[name] = Fire(channels, fire, spec.batch_norm, _bypass_kind(spec.bypass, channels, fire.expand))
             channels = fire.expand
-            if pooled_then_rectified:
-                layers[pool_name(name)] = nn.Sequential(OrderedDict(pool=pool(), relu=nn.ReLU(inplace=True)))
-            elif name in spec.pool_after:
+            if name in spec.pool_after:
                 layers[pool_name(name)] = pool()
         self.features = nn.Sequential(layers)
         self.classifier = nn.Sequential(OrderedDict(
