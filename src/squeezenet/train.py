@@ -147,7 +147,8 @@ class TrainConfig:
 
 PAPER_LR, PAPER_BATCH = 0.04, 1024  # the SqueezeNet solver's base_lr (poly decay, power 1) at batch 1024
 
-# Settings a resumed run may change: they alter where and how fast it runs, not what it computes.
+# Settings a resumed run may change: they alter where and how fast it runs, or which epochs are scored,
+# never the weights it computes.
 RESUME_OVERRIDES = ("device", "workers", "progress", "tensorboard", "checkpoint_every", "keep", "time_limit",
                     "keep_freed_memory", "eval_every")
 
