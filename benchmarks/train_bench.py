@@ -155,7 +155,7 @@ def ours_images_per_second(batch: int, micro_batch: int | None, epochs: int, sub
     overrides = dict(overrides)
     processes = overrides.pop("processes", 1)
     config = TrainConfig(data=str(SAMPLES), arch="1_1", num_classes=1000, image_size=224, batch_size=batch,
-                         micro_batch=micro_batch or batch // processes, epochs=epochs, warmup_epochs=0,
+                         micro_batch=micro_batch, epochs=epochs, warmup_epochs=0,
                          subset=subset, workers=workers, progress=False, out=str(folder), **overrides)
     run_training(config, processes)
     timed = read_metrics(folder)[1:] or read_metrics(folder)
@@ -287,7 +287,7 @@ def main() -> None:
     a = parts.add_parser("throughput", help="(a) img/s of our loop vs torchvision's bare training step")
     a.add_argument("--batch", type=int, default=32)
     a.add_argument("--micro-batch", type=int, default=None,
-                   help="our images per forward pass and process (default: the batch over the processes)")
+                   help="our images per forward pass and process (default: the loop's choice)")
     a.add_argument("--epochs", type=int, default=2, help="epochs over the 500 images (all but the first are timed)")
     a.add_argument("--subset", type=int, default=None, help="use N of the 500 images (smoke runs)")
     a.add_argument("--workers", type=int, default=None, help="DataLoader workers (default: cores - 1)")

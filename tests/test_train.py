@@ -197,6 +197,17 @@ def test_eval_every_scores_only_those_epochs_and_the_last(tmp_path):
         train(TrainConfig(**TINY, eval_every=0, out=str(tmp_path / "zero")))
 
 
+def test_default_cpu_micro_batch_keeps_224_pixel_passes_small(tmp_path, capsys):
+    # 1_1 at 224x224 trains fastest per image on the CPU at 16-24 images per pass (README, training benchmarks):
+    # a 48-image batch is split (with 1000 classes as there), while 32x32 images go through whole.
+    train(TrainConfig(data="digits", arch="1_1", image_size=224, num_classes=1000, subset=48, batch_size=48, epochs=1,
+                      progress=False, out=str(tmp_path / "large")))
+    assert "batch 48 = 1 process(es) x 2 x 24" in capsys.readouterr().out
+    train(TrainConfig(data="digits", arch="1_1", subset=48, batch_size=48, epochs=1, progress=False,
+                      out=str(tmp_path / "small")))
+    assert "batch 48 = 1 process(es) x 1 x 48" in capsys.readouterr().out
+
+
 KEEP_FREED_MEMORY = """
 import os, sys, torch
 from squeezenet.train import keep_freed_memory
