@@ -672,6 +672,7 @@ def _train(config: TrainConfig, processes: Processes, initial: SqueezeNet | None
     micro = min(config.micro_batch or _micro_batch(model, data.image_size, per_process, processes.device),
                 per_process)
     accumulation = math.ceil(per_process / micro)
+    micro = math.ceil(per_process / accumulation)  # even passes: 32 images at most 24 a pass go as 16 + 16
     workers = config.workers if config.workers is not None else min(4, max(0, (os.cpu_count() or 1) - 1))
 
     model.to(processes.device)
