@@ -3,7 +3,7 @@
 (a) throughput: img/s of our whole training loop (``squeezenet.train``: JPEG decoding, random-resized crop
     and flip in DataLoader workers, gradient accumulation, checkpoints) for 1_1 at 224x224 on the 500
     ImageNet samples, against torchvision's squeezenet1_1 bare eager fp32 training step on random tensors
-    (no data loading at all) at the same batch, measured in the same run.
+    (no data loading at all) at the same batch, measured in the same run, and at other batches too.
 
 profile: where one process's training step of (a) spends its time, by operator (torch.profiler).
 
@@ -11,7 +11,7 @@ profile: where one process's training step of (a) spends its time, by operator (
     wall-clock budget and the time to reach a target accuracy (85%).
 
 Full runs (quiet machine):
-    .venv/bin/python benchmarks/train_bench.py throughput
+    .venv/bin/python benchmarks/train_bench.py throughput --batch 128 --variants channels_last,channels_last+2proc --epochs 3
     .venv/bin/python benchmarks/train_bench.py profile --threads 1 --batch 16
     .venv/bin/python benchmarks/train_bench.py cifar --budget-minutes 30
 Smoke runs (a minute or two):
