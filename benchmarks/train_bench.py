@@ -11,7 +11,7 @@ profile: where one process's training step of (a) spends its time, by operator (
     wall-clock budget and the time to reach a target accuracy (85%).
 
 Full runs (quiet machine):
-    .venv/bin/python benchmarks/train_bench.py throughput --batch 128 --variants channels_last,channels_last+2proc --epochs 3
+    .venv/bin/python benchmarks/train_bench.py throughput --batch 128
     .venv/bin/python benchmarks/train_bench.py profile --threads 1 --batch 16
     .venv/bin/python benchmarks/train_bench.py cifar --budget-minutes 30
 Smoke runs (a minute or two):
@@ -288,13 +288,14 @@ def main() -> None:
     a.add_argument("--batch", type=int, default=32)
     a.add_argument("--micro-batch", type=int, default=None,
                    help="our images per forward pass and process (default: the loop's choice)")
-    a.add_argument("--epochs", type=int, default=2, help="epochs over the 500 images (all but the first are timed)")
+    a.add_argument("--epochs", type=int, default=3, help="epochs over the 500 images (all but the first are timed)")
     a.add_argument("--subset", type=int, default=None, help="use N of the 500 images (smoke runs)")
     a.add_argument("--workers", type=int, default=None, help="DataLoader workers (default: cores - 1)")
     a.add_argument("--baseline-steps", type=int, default=8)
     a.add_argument("--baseline-batches", default="16,32,64",
                    help="other batches to time the baseline at too (comma list; empty: none)")
-    a.add_argument("--variants", default="fp32,channels_last", help=f"comma list of {', '.join(VARIANTS)}")
+    a.add_argument("--variants", default="channels_last,channels_last+2proc",
+                   help=f"comma list of {', '.join(VARIANTS)}")
     base = parts.add_parser("baseline", help="(a)'s baseline alone: torchvision's bare step, img/s as JSON")
     base.add_argument("--batch", type=int, default=32)
     base.add_argument("--steps", type=int, default=8)
