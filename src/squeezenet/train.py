@@ -67,8 +67,9 @@ class TrainConfig:
     arch: str = _option("1_1", "architecture preset (see `squeezenet summary`)")
     epochs: int = _option(90, "passes over the training set")
     batch_size: int = _option(1024, "effective batch per optimizer step, over all processes")
-    micro_batch: int | None = _option(None, "images per forward pass (gradient accumulation); default: what fits "
-                                            "(on the CPU: what keeps activations under ~1 GiB, where it runs fastest)")
+    micro_batch: int | None = _option(None, "most images per forward pass (gradient accumulation; passes split the "
+                                            "batch evenly); default: what fits (on the CPU: what keeps activations "
+                                            "under ~1 GiB, where passes ran fastest per image)")
     lr: float | None = _option(None, "peak learning rate (default: the paper's 0.04 per 1024 images, scaled "
                                      "linearly to --batch-size)")
     schedule: str = _option("linear", "decay after warmup: linear (to 0, the paper's), cosine, constant",
@@ -333,7 +334,7 @@ def _gather(value: Any, processes: Processes) -> list[Any]:
 
 
 # On the CPU a forward pass whose activations reach far beyond the caches runs slower per image: 1_1 at 224x224
-# in two single-threaded processes trained at 27-29 img/s with 16-24 images per pass and 23 img/s with 64.
+# in two single-threaded processes trained at 27-30 img/s with 16-24 images per pass and 22-24 img/s with 64.
 CPU_ACTIVATION_BUDGET = 1 << 30  # bytes of estimated activations per forward pass (1_1 at 224: 24 images)
 
 
