@@ -158,7 +158,8 @@ def ours_images_per_second(batch: int, micro_batch: int | None, epochs: int, sub
                          micro_batch=micro_batch, epochs=epochs, warmup_epochs=0,
                          subset=subset, workers=workers, progress=False, out=str(folder), **overrides)
     run_training(config, processes)
-    timed = read_metrics(folder)[1:] or read_metrics(folder)
+    records = read_metrics(folder)
+    timed = records[1:] or records
     return sum(r["images_per_s"] * r["epoch_seconds"] for r in timed) / sum(r["epoch_seconds"] for r in timed)
 
 
@@ -304,7 +305,7 @@ def main() -> None:
     base.add_argument("--keep-freed-memory", action="store_true", help="with our loop's allocator setting")
     f = parts.add_parser("profile", help="operators of one process's training step in (a), by self time")
     f.add_argument("--threads", type=int, default=1)
-    f.add_argument("--batch", type=int, default=16, help="one process's pass in (a): 16-24 images")
+    f.add_argument("--batch", type=int, default=16, help="one process's pass in (a): 16 or 22 images")
     f.add_argument("--steps", type=int, default=4)
     b = parts.add_parser("cifar", help="(b) CIFAR-10: best accuracy within a budget, time to the target")
     b.add_argument("--budget-minutes", type=float, default=30.0)

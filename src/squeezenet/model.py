@@ -94,7 +94,7 @@ class SqueezeNet(nn.Module):
         self.spec = spec
         self.min_input_size = spec.min_input_size()
         self.preprocess: Any = None  # set by the weights loader: PIL image -> input tensor
-        def pool() -> nn.Module:
+        def pool() -> nn.MaxPool2d:
             return nn.MaxPool2d(spec.pool_kernel, spec.pool_stride, ceil_mode=True)
 
         layers: OrderedDict[str, nn.Module] = OrderedDict()
