@@ -47,7 +47,7 @@ def tiny_model(seed: int = 0) -> sq.SqueezeNet:
     spec = sq.get_spec("cifar").replace(name="tiny", conv1_filters=16, pool_after=("fire2",),
                                         fires=sq.Metaparameters(base_e=32, incr_e=32, num_fires=2))
     model = sq.build(spec)
-    model.preprocess = sq.get_preprocessing("torchvision")
+    model.meta = model.meta.replace(preprocessing=sq.get_preprocessing("torchvision"))
     return model
 
 

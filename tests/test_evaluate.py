@@ -13,7 +13,8 @@ import squeezenet as sq
 from squeezenet import DataError
 from squeezenet.cli import main
 from squeezenet.data import labelled_images
-from squeezenet.evaluate import accuracy, class_names, evaluate, imagenet_classes, predict
+from squeezenet.evaluate import accuracy, evaluate, predict
+from squeezenet.model import imagenet_classes
 
 from .conftest import shared_path
 
@@ -48,7 +49,7 @@ def test_imagenet_classes_ship_with_the_package() -> None:
     classes = imagenet_classes()
     assert len(classes) == 1000
     assert classes[0] == ("n01440764", "tench, Tinca tinca") and classes[999][0] == "n15075141"
-    assert class_names(sq.build("cifar"))[3] == "class 3"
+    assert sq.build("cifar").meta.labels[3] == "class 3"
 
 
 def test_accuracy_counts_top1_and_top5() -> None:

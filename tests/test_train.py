@@ -63,7 +63,7 @@ def test_a_short_run_fills_its_folder(tmp_path):
     assert math.isclose(records[0]["train_loss"], math.log(10), rel_tol=0.1)
     model = sq.load(run / "last.safetensors")  # our format: spec, preprocessing and class names come along
     assert model.spec.name == "1_1" and model.spec.num_classes == 10 and model.preprocess.resize == 32
-    assert model.class_names == [str(d) for d in range(10)]
+    assert model.meta.class_names == tuple(str(d) for d in range(10))
     stored = read_safetensors(run / "best.safetensors")
     best_epoch = max(records, key=lambda r: r["test_top1"])["epoch"]
     assert stored.metadata["epoch"] == str(best_epoch)

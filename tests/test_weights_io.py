@@ -38,11 +38,11 @@ def test_save_load_round_trip_needs_no_arch(tmp_path: Path, caffe_v11: sq.Squeez
 
 def test_save_keeps_custom_specs_and_recipes(tmp_path: Path) -> None:
     model = sq.build("cifar", bypass="simple")
-    model.preprocess = sq.Preprocessing(name="cifar10", resize=None, crop=None, mean=(0.49, 0.48, 0.45),
-                                        std=(0.25, 0.24, 0.26))
+    model.meta = model.meta.replace(preprocessing=sq.Preprocessing(
+        name="cifar10", resize=None, crop=None, mean=(0.49, 0.48, 0.45), std=(0.25, 0.24, 0.26)))
     loaded = load(save(model, tmp_path / "cifar.safetensors", {"class_names": json.dumps([str(i) for i in range(10)])}))
     assert loaded.spec == model.spec and loaded.preprocess == model.preprocess
-    assert loaded.class_names == [str(i) for i in range(10)]
+    assert loaded.meta.class_names == tuple(str(i) for i in range(10))
     x = torch.randn(2, 3, 32, 32)
     assert torch.equal(loaded(x), model.eval()(x))
 

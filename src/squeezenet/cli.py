@@ -288,7 +288,7 @@ def _benchmark(args: argparse.Namespace) -> int:
         model = load(resolve(args.weights), arch=args.arch)
     else:  # random weights run as fast; give them the Caffe recipe the 1_0/1_1 releases use, for int8 calibration
         model = build(args.arch or "1_1")
-        model.preprocess = get_preprocessing("caffe")
+        model.meta = model.meta.replace(preprocessing=get_preprocessing("caffe"))
     progress = None if args.json else (lambda message: print(f"[{message}]", file=sys.stderr, flush=True))
     report = run_benchmark(model, weights=args.weights, batches=args.batch, input_size=args.input_size,
                            warmup=args.warmup, rounds=args.rounds, calls=args.calls, calib_dir=args.calib,

@@ -36,6 +36,7 @@ from torch import nn
 from .data import cache_dir
 from .errors import DataError, ExportError, InputSizeError, SqueezeNetError, WeightsError
 from .preprocess import Preprocessing, get_preprocessing
+from .model import ModelMeta
 from .spec import PRESETS, Spec
 
 ONNX_OPSET = 18
@@ -721,10 +722,9 @@ class BackendModel(nn.Module):
                  class_names: Sequence[str] | None = None) -> None:
         super().__init__()
         self.backend = backend
+        self.meta = ModelMeta(spec, preprocess, tuple(class_names) if class_names is not None else None)
         self.spec = spec
         self.preprocess = preprocess
-        if class_names is not None:
-            self.class_names = list(class_names)
         self.anchor = nn.Parameter(torch.empty(0), requires_grad=False)
 
     def forward(self, batch: torch.Tensor) -> torch.Tensor:
@@ -757,4 +757,4 @@ def inference_model(weights: str | Path, backend: str = "auto", *, arch: str | S
     if chosen == "pytorch":
         return model
     runner = make_backend(chosen, model)
-    return BackendModel(runner, model.spec, model.preprocess, getattr(model, "class_names", None))
+    return BackendModel(runner, model.spec, model.preprocess, model.meta.class_names)

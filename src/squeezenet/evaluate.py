@@ -9,10 +9,8 @@ part on CPU, so ``workers`` > 0 overlaps them with the forward passes.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 
 import torch
@@ -23,25 +21,6 @@ from tqdm import tqdm
 from .data import open_image
 from .errors import DataError
 from .preprocess import Preprocessing, get_preprocessing
-
-
-@functools.cache
-def imagenet_classes() -> tuple[tuple[str, str], ...]:
-    """The 1000 ILSVRC-2012 classes as (wnid, names), in the index order of Caffe's and torchvision's outputs."""
-    text = resources.files(__package__).joinpath("imagenet_classes.txt").read_text(encoding="utf-8")
-    classes = tuple(tuple(line.split(" ", 1)) for line in text.splitlines() if line.strip())
-    return classes  # type: ignore[return-value]
-
-
-def class_names(model: nn.Module) -> list[str]:
-    """Names for the model's outputs: its own (from its weights file), ImageNet's for 1000 classes, else numbers."""
-    names = getattr(model, "class_names", None)
-    num_classes = model.spec.num_classes
-    if names is not None and len(names) == num_classes:
-        return list(names)
-    if num_classes == 1000:
-        return [name for _, name in imagenet_classes()]
-    return [f"class {index}" for index in range(num_classes)]
 
 
 def _resolve_preprocessing(model: nn.Module, preprocess: str | Preprocessing | None) -> Preprocessing:
@@ -137,7 +116,7 @@ def predict(model: nn.Module, images: Sequence[str | Path], topk: int = 5,
         raise DataError(f"topk must be at least 1, got {topk}")
     scores, _ = logits(model, [Path(image) for image in images], preprocess)
     probabilities = scores.softmax(dim=1)
-    names = class_names(model)
+    names = model.meta.labels
     best = probabilities.topk(min(topk, probabilities.shape[1]), dim=1)
     return [[Prediction(int(i), names[int(i)], float(p)) for p, i in zip(values, indices, strict=True)]
             for values, indices in zip(best.values, best.indices, strict=True)]

@@ -8,16 +8,57 @@ like the paper's Table 1 and map one-to-one onto Caffe's layer names.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import json
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from importlib import resources
 from typing import Any
 
 import torch
 from torch import nn
 
 from .errors import InputSizeError
+from .preprocess import Preprocessing
 from .spec import FireSpec, Spec, get_spec, pool_name
+
+
+@functools.cache
+def imagenet_classes() -> tuple[tuple[str, str], ...]:
+    """The 1000 ILSVRC-2012 classes as (wnid, names), in the index order of Caffe's and torchvision's outputs."""
+    text = resources.files(__package__).joinpath("imagenet_classes.txt").read_text(encoding="utf-8")
+    classes = tuple(tuple(line.split(" ", 1)) for line in text.splitlines() if line.strip())
+    return classes  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class ModelMeta:
+    """What a network is and how to feed it: the facts a weights file or an exported graph carries beside its
+    tensors, so that predict, evaluate and export need nothing else. Frozen: change it with ``replace``."""
+
+    spec: Spec
+    preprocessing: Preprocessing | None = None  # PIL image -> the input tensor these weights expect
+    class_names: tuple[str, ...] | None = None  # None: ImageNet's for 1000 outputs, else numbered
+
+    def __post_init__(self) -> None:
+        if self.class_names is not None:
+            names = tuple(str(name) for name in self.class_names)
+            if len(names) != self.spec.num_classes:
+                raise ValueError(f"{len(names)} class names for {self.spec.num_classes} outputs")
+            object.__setattr__(self, "class_names", names)
+
+    def replace(self, **changes: Any) -> ModelMeta:
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def labels(self) -> list[str]:
+        """A name for every output: the stored ones, ImageNet's for 1000 outputs, else ``class N``."""
+        if self.class_names is not None:
+            return list(self.class_names)
+        if self.spec.num_classes == 1000:
+            return [name for _, name in imagenet_classes()]
+        return [f"class {index}" for index in range(self.spec.num_classes)]
 
 
 def _conv(in_channels: int, out_channels: int, kernel: int, stride: int = 1,
@@ -89,11 +130,13 @@ class SqueezeNet(nn.Module):
     small and the loss starts near ln(num_classes)), and zero biases.
     """
 
-    def __init__(self, spec: Spec) -> None:
+    def __init__(self, spec: Spec, meta: ModelMeta | None = None) -> None:
         super().__init__()
-        self.spec = spec
+        if meta is not None and meta.spec != spec:
+            raise ValueError("meta describes another spec than the one to build")
+        self.meta = meta or ModelMeta(spec)
         self.min_input_size = spec.min_input_size()
-        self.preprocess: Any = None  # set by the weights loader: PIL image -> input tensor
+
         def pool() -> nn.MaxPool2d:
             return nn.MaxPool2d(spec.pool_kernel, spec.pool_stride, ceil_mode=True)
 
@@ -117,6 +160,14 @@ class SqueezeNet(nn.Module):
             pool10=nn.AdaptiveAvgPool2d(1),
         ))
         self._initialise()
+
+    @property
+    def spec(self) -> Spec:
+        return self.meta.spec
+
+    @property
+    def preprocess(self) -> Preprocessing | None:
+        return self.meta.preprocessing
 
     def _initialise(self) -> None:
         final = self.classifier.conv10

@@ -668,7 +668,7 @@ def _train(config: TrainConfig, processes: Processes, initial: SqueezeNet | None
                             f"(--batch-size {config.batch_size})")
     total_steps = steps_per_epoch * config.epochs
     model = initial if initial is not None else SqueezeNet(spec)
-    model.preprocess = data.preprocessing
+    model.meta = model.meta.replace(preprocessing=data.preprocessing)
     class_names = data.class_names + [f"class {i}" for i in range(data.num_classes, num_classes)]
     micro = min(config.micro_batch or _micro_batch(model, data.image_size, per_process, processes.device),
                 per_process)

@@ -66,7 +66,7 @@ def compress(weights: str | Path | SqueezeNet, out: str | Path | None = None, *,
     if isinstance(weights, SqueezeNet):
         model = SqueezeNet(weights.spec)
         model.load_state_dict(weights.state_dict())
-        model.preprocess = weights.preprocess
+        model.meta = model.meta.replace(preprocessing=weights.preprocess)
     else:
         model = load(weights, arch)
         weights = str(weights)
@@ -122,9 +122,9 @@ def compress(weights: str | Path | SqueezeNet, out: str | Path | None = None, *,
         contents = decode_sqz(data, "compressed model")
         decoded = SqueezeNet(contents.spec)
         decoded.load_state_dict(contents.state_dict)
-        decoded.preprocess = contents.preprocessing
+        decoded.meta = decoded.meta.replace(preprocessing=contents.preprocessing)
     if decoded.preprocess is None:
-        decoded.preprocess = model.preprocess
+        decoded.meta = decoded.meta.replace(preprocessing=model.preprocess)
     decoded.eval()
     after = dict(evaluate(decoded)) if evaluate is not None else None
     paths = {name: module_path(model, name) for name in compressible_layers(model)}

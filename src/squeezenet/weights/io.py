@@ -126,6 +126,8 @@ def save(model: SqueezeNet, path: PathLike, metadata: Mapping[str, str] | None =
     not_text = sorted(k for k, v in extra.items() if not isinstance(k, str) or not isinstance(v, str))
     if not_text:
         raise WeightsError(f"{path}: metadata must map strings to strings (check {', '.join(map(str, not_text))})")
+    if model.meta.class_names is not None:
+        extra.setdefault("class_names", json.dumps(list(model.meta.class_names)))
     header = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, "spec": model.spec.to_json()}
     if isinstance(model.preprocess, Preprocessing):
         header["preprocessing"] = model.preprocess.to_json()
@@ -205,7 +207,8 @@ def load(path: PathLike, arch: str | Spec | None = None, *, preprocess: str | Pr
         "deep_compression": _load_deep_compression, **{name: read for name, (_, read) in _REGISTERED.items()},
     }
     model, default_preprocessing = readers[kind](path, arch)
-    model.preprocess = get_preprocessing(preprocess) if preprocess is not None else default_preprocessing
+    chosen = get_preprocessing(preprocess) if preprocess is not None else default_preprocessing
+    model.meta = model.meta.replace(preprocessing=chosen)
     return model.eval()
 
 
@@ -225,7 +228,7 @@ def _load_safetensors(path: Path, arch: str | Spec | None) -> tuple[SqueezeNet, 
             names = None
         if not isinstance(names, list) or len(names) != model.spec.num_classes:
             raise WeightsError(f"{path}: metadata class_names is not a list of {model.spec.num_classes} names")
-        model.class_names = [str(name) for name in names]
+        model.meta = model.meta.replace(class_names=tuple(str(name) for name in names))
     return model, stored.preprocessing
 
 
