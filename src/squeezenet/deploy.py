@@ -35,8 +35,8 @@ from torch import nn
 
 from .data import cache_dir
 from .errors import DataError, ExportError, InputSizeError, SqueezeNetError, WeightsError
-from .preprocess import Preprocessing, get_preprocessing
 from .model import ModelMeta
+from .preprocess import Preprocessing, get_preprocessing
 from .spec import PRESETS, Spec
 
 ONNX_OPSET = 18
