@@ -171,7 +171,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result.to_dict()))
     else:
-        print(f"top-1 {result.top1:.2%}  top-5 {result.top5:.2%}  over {result.n} images")
+        top5 = f"  top-5 {result.top5:.2%}" if result.top5 is not None else ""
+        print(f"top-1 {result.top1:.2%}{top5}  over {result.n} images")
     return 0
 
 

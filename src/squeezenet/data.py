@@ -28,7 +28,7 @@ from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
 from .errors import DataError
-from .preprocess import Preprocessing
+from .preprocess import TORCHVISION, Preprocessing
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm")
 
@@ -209,8 +209,6 @@ def _from_csv(root: Path, labels_csv: Path, num_classes: int | None) -> tuple[li
 
 SMALL_IMAGE_MAX = 64  # at or below this side length: pad-and-crop augmentation and (by default) in-memory caching
 CACHE_LIMIT_BYTES = 4 << 30  # cache decoded images in memory up to this size (uint8)
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 DIGITS_TEST_SIZE = 360  # the fixed held-out split of load_digits (20%, stratified, random_state 0)
 
 Key = tuple[int, int]  # (sample index, augmentation seed); the seed makes a sample's augmentation reproducible
@@ -385,20 +383,9 @@ class Datasets:
         return len(self.class_names)
 
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
-        """uint8 RGB batch -> the float input the model expects, steps 4-6 of ``self.preprocessing`` (scale,
-        channel order, mean and std); already-float batches were preprocessed whole and pass through."""
-        if images.dtype != torch.uint8:
-            return images
-        p = self.preprocessing
-        values = images.float() * (p.scale / 255.0)
-        if p.channel_order == "BGR":
-            values = values.flip(1)
-        elif p.channel_order == "L":  # Pillow's luma weights, as convert("L") uses
-            values = (values * torch.tensor([0.299, 0.587, 0.114], device=values.device).view(1, 3, 1, 1)).sum(
-                1, keepdim=True)
-        mean = torch.tensor(p.mean, device=images.device).view(1, -1, 1, 1)
-        std = torch.tensor(p.std, device=images.device).view(1, -1, 1, 1)
-        return (values - mean) / std
+        """uint8 RGB batch -> the float input the model expects (``Preprocessing.normalize``); already-float
+        batches were preprocessed whole and pass through."""
+        return self.preprocessing.normalize(images) if images.dtype == torch.uint8 else images
 
 
 def load_datasets(source: str | Path, image_size: int | None = None, *, min_size: int = 1, strict: bool = False,
@@ -470,8 +457,7 @@ def _small_preprocessing(name: str, size: int, images: torch.Tensor) -> Preproce
 
 
 def _imagenet_preprocessing(name: str, size: int) -> Preprocessing:
-    return Preprocessing(name=name, resize=round(size * 256 / 224), resize_mode="short_side", crop=size,
-                         channel_order="RGB", scale=1.0, mean=IMAGENET_MEAN, std=IMAGENET_STD)
+    return TORCHVISION.replace(name=name, resize=round(size * 256 / 224), crop=size)
 
 
 def _resized(images: torch.Tensor, size: int) -> torch.Tensor:
@@ -599,7 +585,7 @@ def _folder(root: Path, name: str, image_size: int | None, min_size: int, strict
     if not train_items:
         raise DataError(f"{train_dir}: no readable images")
     preprocessing = _imagenet_preprocessing(name, size) if size > SMALL_IMAGE_MAX else \
-        Preprocessing(name=name, resize=size, resize_mode="squash", crop=None, mean=IMAGENET_MEAN, std=IMAGENET_STD)
+        TORCHVISION.replace(name=name, resize=size, resize_mode="squash", crop=None)
     train = ImageFiles(train_items, size, augment=True, preprocessing=preprocessing, strict=strict)
     test_split = ImageFiles(test_items, size, augment=False, preprocessing=preprocessing, strict=strict) \
         if test_items else None

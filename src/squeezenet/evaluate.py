@@ -9,11 +9,13 @@ part on CPU, so ``workers`` > 0 overlaps them with the forward passes.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
@@ -46,49 +48,99 @@ class _Images(Dataset):
         return self.preprocess(open_image(path)), label
 
 
+def _image_batches(items: Sequence[tuple[Path, int]], recipe: Preprocessing, batch_size: int,
+                   workers: int) -> DataLoader:
+    if not items:
+        raise DataError("no images to run the model on")
+    return DataLoader(_Images(items, recipe), batch_size=batch_size, num_workers=workers)
+
+
+@contextlib.contextmanager
+def _inference(model: nn.Module) -> Iterator[Callable[[torch.Tensor], torch.Tensor]]:
+    """``model`` in eval mode as a function of a CPU batch (moved to the model's device), restored after."""
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    try:
+        yield lambda batch: model(batch.to(device)).float()
+    finally:
+        model.train(was_training)
+
+
 def logits(model: nn.Module, items: Sequence[tuple[Path, int]] | Sequence[Path],
            preprocess: str | Preprocessing | None = None, batch_size: int = 32, workers: int = 0,
            progress: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """(logits (N, classes), labels (N,)) for images given as paths or (path, label) pairs (label -1 if none)."""
     recipe = _resolve_preprocessing(model, preprocess)
     pairs = [item if isinstance(item, tuple) else (Path(item), -1) for item in items]
-    if not pairs:
-        raise DataError("no images to run the model on")
-    loader = DataLoader(_Images(pairs, recipe), batch_size=batch_size, num_workers=workers)
     outputs, labels = [], []
-    device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.inference_mode(), tqdm(total=len(pairs), unit="img", disable=not progress, leave=False) as bar:
-            for batch, batch_labels in loader:
-                outputs.append(model(batch.to(device)).float().cpu())
-                labels.append(batch_labels)
-                bar.update(len(batch_labels))
-    finally:
-        model.train(was_training)
+    with _inference(model) as run, torch.inference_mode(), \
+            tqdm(total=len(pairs), unit="img", disable=not progress, leave=False) as bar:
+        for batch, batch_labels in _image_batches(pairs, recipe, batch_size, workers):
+            outputs.append(run(batch).cpu())
+            labels.append(batch_labels)
+            bar.update(len(batch_labels))
     return torch.cat(outputs), torch.cat(labels)
 
 
 @dataclass(frozen=True)
 class Accuracy:
-    """Top-1 and top-5 as fractions in [0, 1] over ``n`` images."""
+    """Top-1 and top-5 as fractions in [0, 1] over ``n`` images, and the mean cross-entropy. ``top5`` is None
+    for 5 classes or fewer, where every image would count as a top-5 hit. ``dead_classes``: outputs whose
+    logit was 0 on every image (ReLU before the pool), which can never be predicted."""
 
     top1: float
-    top5: float
+    top5: float | None
     n: int
+    loss: float
+    dead_classes: int
 
     def to_dict(self) -> dict[str, float | int]:
-        return {"top1": self.top1, "top5": self.top5, "n": self.n}
+        scores = {"top1": self.top1, "top5": self.top5, "n": self.n}
+        return {key: value for key, value in scores.items() if value is not None}
+
+
+class Tally:
+    """Running sums over scored batches. ``sums`` and ``alive`` are plain tensors, so the processes of a
+    distributed run can all-reduce them before ``accuracy()``; one process scoring alone just calls it."""
+
+    def __init__(self, num_classes: int, device: torch.device | str = "cpu") -> None:
+        self.num_classes = num_classes
+        self.sums = torch.zeros(4, dtype=torch.float64, device=device)  # loss, top-1 hits, top-5 hits, images
+        self.alive = torch.zeros(num_classes, dtype=torch.float64, device=device)  # images with a logit != 0
+
+    def add(self, logits: torch.Tensor, labels: torch.Tensor) -> None:
+        logits, labels = logits.float(), labels.to(logits.device)
+        hits = logits.topk(min(5, logits.shape[1]), dim=1).indices == labels[:, None]
+        self.sums += torch.stack([F.cross_entropy(logits, labels, reduction="sum"), hits[:, 0].sum(),
+                                  hits.any(dim=1).sum(), torch.tensor(len(labels), device=logits.device)]).double()
+        self.alive += (logits != 0).sum(dim=0).double()
+
+    def accuracy(self) -> Accuracy:
+        loss, top1, top5, n = self.sums.tolist()
+        if n == 0:
+            raise DataError("no images were scored")
+        return Accuracy(top1 / n, top5 / n if self.num_classes > 5 else None, int(n), loss / n,
+                        int((self.alive == 0).sum()))
+
+
+def score(model: Callable[[torch.Tensor], torch.Tensor], batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+          num_classes: int, *, progress: bool = False, total: int | None = None) -> Accuracy:
+    """The one evaluation core: top-1/top-5 (and loss) of ``model`` over (inputs, labels) batches. ``model`` is
+    anything that maps a batch to logits: a SqueezeNet in eval mode, or an inference backend."""
+    tally = Tally(num_classes)
+    with torch.inference_mode(), tqdm(total=total, unit="img", disable=not progress, leave=False) as bar:
+        for inputs, labels in batches:
+            tally.add(model(inputs).cpu(), labels)
+            bar.update(len(labels))
+    return tally.accuracy()
 
 
 def accuracy(scores: torch.Tensor, labels: torch.Tensor) -> Accuracy:
-    """Top-1/top-5 of scores (N, classes) against integer labels (N,)."""
-    k = min(5, scores.shape[1])
-    top = scores.topk(k, dim=1).indices
-    hits = top == labels.view(-1, 1)
-    n = len(labels)
-    return Accuracy(int(hits[:, 0].sum()) / n, int(hits.any(dim=1).sum()) / n, n)
+    """Top-1/top-5 of scores (N, classes) computed already, against integer labels (N,)."""
+    tally = Tally(scores.shape[1])
+    tally.add(scores, labels)
+    return tally.accuracy()
 
 
 def evaluate(model: nn.Module, items: Sequence[tuple[Path, int]], preprocess: str | Preprocessing | None = None,
@@ -98,8 +150,9 @@ def evaluate(model: nn.Module, items: Sequence[tuple[Path, int]], preprocess: st
     bad = next(((path, label) for path, label in items if not 0 <= label < num_classes), None)
     if bad is not None:
         raise DataError(f"{bad[0]}: label {bad[1]} is outside the model's {num_classes} classes")
-    scores, labels = logits(model, items, preprocess, batch_size, workers, progress)
-    return accuracy(scores, labels)
+    batches = _image_batches(items, _resolve_preprocessing(model, preprocess), batch_size, workers)
+    with _inference(model) as run:
+        return score(run, batches, num_classes, progress=progress, total=len(items))
 
 
 @dataclass(frozen=True)

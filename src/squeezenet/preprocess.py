@@ -119,14 +119,24 @@ class Preprocessing:
                                  max_size=max(self.resize + 1, MAX_PIXELS // self.resize))
         if self.crop is not None:
             image = F.center_crop(image, [self.crop, self.crop])
-        tensor = F.pil_to_tensor(image).to(torch.float32)
+        return self.normalize(F.pil_to_tensor(image))
+
+    def normalize(self, pixels: torch.Tensor) -> torch.Tensor:
+        """Steps 4-6 on uint8 pixels, one image (C, H, W) or a batch (N, C, H, W): the one normalisation that
+        single images (``__call__``) and the training loop's decoded batches both go through. An RGB batch
+        for an "L" recipe becomes luma with Pillow's weights, as ``convert("L")`` makes it."""
+        channel_axis = pixels.dim() - 3
+        values = pixels.to(torch.float32)
         if self.scale != 255.0:
-            tensor = tensor * (self.scale / 255.0)
+            values = values * (self.scale / 255.0)
         if self.channel_order == "BGR":
-            tensor = tensor.flip(0)
-        mean = torch.tensor(self.mean, dtype=torch.float32).view(-1, 1, 1)
-        std = torch.tensor(self.std, dtype=torch.float32).view(-1, 1, 1)
-        return (tensor - mean) / std
+            values = values.flip(channel_axis)
+        elif self.channel_order == "L" and values.shape[channel_axis] == 3:
+            luma = torch.tensor([0.299, 0.587, 0.114], device=values.device).view(3, 1, 1)
+            values = (values * luma).sum(channel_axis, keepdim=True)
+        mean = torch.tensor(self.mean, dtype=torch.float32, device=values.device).view(-1, 1, 1)
+        std = torch.tensor(self.std, dtype=torch.float32, device=values.device).view(-1, 1, 1)
+        return (values - mean) / std
 
     # -- serialisation -------------------------------------------------------
 

@@ -20,7 +20,7 @@ from torch import nn
 from tqdm import tqdm
 
 from ..data import Datasets, batches, labelled_images, load_datasets
-from ..evaluate import accuracy, evaluate
+from ..evaluate import evaluate, score
 from ..model import SqueezeNet
 from ..train import TrainConfig, train
 from .layers import CompressionError
@@ -95,13 +95,9 @@ def dataset_evaluator(data: Datasets) -> Evaluator:
 
     def evaluate(model: nn.Module) -> dict[str, float]:
         keys = [[(i, 0) for i in range(start, min(start + 256, len(test)))] for start in range(0, len(test), 256)]
-        scores, labels = [], []
         model.eval()
-        with torch.inference_mode():
-            for images, batch_labels in batches(test, keys):
-                scores.append(model(data.normalize(images)).float())
-                labels.append(batch_labels)
-        return accuracy(torch.cat(scores), torch.cat(labels)).to_dict()
+        inputs = ((data.normalize(images), labels) for images, labels in batches(test, keys))
+        return score(model, inputs, model.spec.num_classes).to_dict()
 
     return evaluate
 

@@ -116,8 +116,8 @@ class CompressionReport:
                      f"{self.float32_bytes:,} bytes; {self.ratio:.1f}x smaller")
         for label, accuracy in (("before", self.accuracy_before), ("after", self.accuracy_after)):
             if accuracy is not None:
-                lines.append(f"accuracy {label}: top-1 {100 * accuracy['top1']:.2f}%, top-5 "
-                             f"{100 * accuracy['top5']:.2f}% ({accuracy['n']} images)")
+                top5 = f", top-5 {100 * accuracy['top5']:.2f}%" if "top5" in accuracy else ""
+                lines.append(f"accuracy {label}: top-1 {100 * accuracy['top1']:.2f}%{top5} ({accuracy['n']} images)")
         return "\n".join(lines)
 
 
