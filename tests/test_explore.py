@@ -18,6 +18,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -29,11 +30,11 @@ from squeezenet.explore import (
     COLUMNS,
     ExploreError,
     explore,
-    from_arguments,
     parse_sweep,
     plan_points,
     train_seconds,
 )
+from squeezenet.flags import explore_from_arguments
 from squeezenet.train import TrainConfig, TrainResult, read_metrics
 
 explore_module = importlib.import_module("squeezenet.explore")  # the module, even if sq.explore is the function
@@ -59,7 +60,7 @@ def run_sweep(out: Path, *flags: str, epochs: int = 1) -> explore_module.Explore
 
     parser, _ = make_parser()
     args = parser.parse_args(["explore", *TINY, "--epochs", str(epochs), "--out", str(out), *flags])
-    folder, sweeps, config, base = from_arguments(args)
+    folder, sweeps, config, base = explore_from_arguments(args)
     return explore(folder, sweeps, config, base, log=lambda _line: None)
 
 
@@ -69,9 +70,9 @@ class CountingTrain:
     def __init__(self) -> None:
         self.calls: list[str] = []
 
-    def __call__(self, config: TrainConfig) -> TrainResult:
+    def __call__(self, config: TrainConfig, **options: Any) -> TrainResult:
         self.calls.append(config.arch)
-        return self.real(config)
+        return self.real(config, **options)
 
     real = staticmethod(explore_module.train)
 

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 
 from .errors import SqueezeNetError
 from .model import SqueezeNet, build, summary
-from .spec import PRESETS, Metaparameters, Spec, get_spec
+from .spec import PRESETS, Spec, get_spec
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -31,34 +31,24 @@ def _sizes(text: str) -> tuple[int, ...]:
 
 def add_spec_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags that pick a preset and override its fields, shared by every subcommand that builds a model."""
+    from .flags import add_metaparameter_arguments
+
     group = parser.add_argument_group("architecture")
     group.add_argument("--arch", default=None, help=f"preset: {', '.join(PRESETS)} (default 1_0)")
-    group.add_argument("--num-classes", type=int, help="classes of the final conv10 (preset's default)")
-    for name in ("base_e", "incr_e", "freq", "num_fires"):
-        group.add_argument("--" + name.replace("_", "-"), type=int, help=f"metaparameter {name}")
-    for name in ("pct_3x3", "squeeze_ratio"):
-        group.add_argument("--" + name.replace("_", "-"), type=float, help=f"metaparameter {name}")
+    group.add_argument("--num-classes", type=int, help="classes of the final conv10 (default: the preset's)")
     group.add_argument("--bypass", choices=("none", "simple", "complex"), help="Section 6 bypass connections")
-    group.add_argument("--allow-wide-squeeze", action="store_true",
-                       help="allow s1x1 >= e1x1 + e3x3 (needed for squeeze ratios of 1.0)")
+    add_metaparameter_arguments(group)
 
 
 def spec_from_args(args: argparse.Namespace, default_arch: str = "1_0") -> Spec:
-    spec = get_spec(args.arch or default_arch)
+    from .flags import with_metaparameters
+
+    spec = with_metaparameters(get_spec(args.arch or default_arch), args, rename=not args.arch)
     overrides: dict[str, object] = {}
-    names = ("base_e", "incr_e", "freq", "num_fires", "pct_3x3", "squeeze_ratio")
-    given = {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
-    if given:
-        base = spec.fires if isinstance(spec.fires, Metaparameters) else Metaparameters()
-        overrides["fires"] = dataclasses.replace(base, **given)
-        if not args.arch:
-            overrides["name"] = "custom"
     if getattr(args, "num_classes", None) is not None:
         overrides["num_classes"] = args.num_classes
     if getattr(args, "bypass", None):
         overrides["bypass"] = args.bypass
-    if getattr(args, "allow_wide_squeeze", False):
-        overrides["allow_wide_squeeze"] = True
     return spec.replace(**overrides) if overrides else spec
 
 
@@ -180,21 +170,23 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _add_train(commands: argparse._SubParsersAction) -> Handler:
-    from .train import add_arguments
+    from .flags import add_train_arguments
 
     parser = commands.add_parser("train", help="train on digits, CIFAR-10 or an image folder (resumable, DDP)",
                                  description="Train a SqueezeNet. Defaults are the paper's recipe; the run folder "
                                              "(--out) gets checkpoints, metrics and the config. Under torchrun, "
                                              "every process trains on its share of each batch.")
-    add_arguments(parser)
+    add_train_arguments(parser)
     return _train
 
 
 def _train(args: argparse.Namespace) -> int:
-    from .train import config_from_arguments, train
+    from .flags import train_config_from_arguments, train_spec_from_arguments
+    from .train import train
 
+    config = train_config_from_arguments(args)
     try:
-        result = train(config_from_arguments(args))
+        result = train(config, spec=train_spec_from_arguments(args, config))
     except KeyboardInterrupt as interrupt:
         print(f"squeezenet train: interrupted{': ' + str(interrupt) if str(interrupt) else ''}", file=sys.stderr)
         return 130
@@ -302,21 +294,22 @@ def _benchmark(args: argparse.Namespace) -> int:
 
 
 def _add_explore(commands: argparse._SubParsersAction) -> Handler:
-    from .explore import add_arguments
+    from .flags import add_explore_arguments
 
     parser = commands.add_parser("explore", help="design-space sweeps (Figure 3, bypass): train each point, CSV, plots",
                                  conflict_handler="resolve",  # explore's --out, --arch, --time-limit replace train's
                                  description="Train networks that differ from a base spec in one metaparameter at a "
                                              "time, under the same training settings; write DIR/results.csv and "
                                              "Figure-3-style plots. Rerun the same command to continue a sweep.")
-    add_arguments(parser)
+    add_explore_arguments(parser)
     return _explore
 
 
 def _explore(args: argparse.Namespace) -> int:
-    from .explore import explore, from_arguments
+    from .explore import explore
+    from .flags import explore_from_arguments
 
-    out, sweeps, config, base = from_arguments(args)
+    out, sweeps, config, base = explore_from_arguments(args)
     try:
         result = explore(out, sweeps, config, base, log=lambda line: print(line, flush=True))
     except KeyboardInterrupt:

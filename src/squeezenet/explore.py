@@ -35,7 +35,7 @@ from typing import Any
 
 from .errors import SpecError, SqueezeNetError, TrainingError
 from .model import summary
-from .spec import BYPASS_MODES, Metaparameters, Spec, get_spec, register
+from .spec import BYPASS_MODES, Metaparameters, Spec, get_spec
 from .train import RESUME_OVERRIDES, TrainConfig, read_metrics, spec_overrides, train
 from .weights.io import read_safetensors, write_atomic
 
@@ -325,6 +325,9 @@ def read_csv(path: str | Path) -> list[dict[str, str]]:
 def plot_sweeps(rows: Sequence[dict[str, Any]], out: str | Path, title: str = "") -> list[Path]:
     """Figure-3-style PNGs, one per sweep with a measured point: top-1 against model size for the squeeze ratio
     (Figure 3a), against the swept value for other metaparameters (3b: pct_3x3), and bars for bypass modes."""
+    from .extras import require
+
+    require("matplotlib", "the sweep plots")
     from matplotlib.figure import Figure  # the object API: no pyplot state, no display
 
     out = Path(out)
@@ -455,7 +458,6 @@ def _percent(value: Any) -> str:
 
 def _train_point(point: Point, folder: Path, config: TrainConfig, log: Callable[[str], None]) -> dict[str, Any]:
     """Train (or continue) one point until its epochs or its time budget are spent; returns its final status."""
-    register(point.spec)  # train() looks architectures up by name, also when resuming from the run folder
     spent = train_seconds(_records(folder))
     if config.time_limit is not None and spent >= config.time_limit:
         return _write_status(folder, point, status="time_limit")
@@ -466,7 +468,7 @@ def _train_point(point: Point, folder: Path, config: TrainConfig, log: Callable[
     run_config = dataclasses.replace(config, arch=point.spec.name, out=str(folder),
                                      resume=str(folder) if resume else None, time_limit=remaining)
     try:
-        result = train(run_config)
+        result = train(run_config, spec=point.spec)  # the run folder stores it: a resume needs nothing else
     except TrainingError as error:
         if not (folder / "config.yaml").is_file():  # the settings themselves are wrong: every point would fail
             raise
@@ -474,60 +476,6 @@ def _train_point(point: Point, folder: Path, config: TrainConfig, log: Callable[
         return _write_status(folder, point, status="failed", error=str(error))
     finished = "done" if result.epochs_done >= config.epochs else "time_limit"
     return _write_status(folder, point, status=finished)
-
-
-# -- the command line ------------------------------------------------------------------------------------------------
-
-
-def add_arguments(parser: Any) -> None:
-    """train's flags (each point trains with them), with --out, --arch and --time-limit meaning the sweep's,
-    plus --sweep, --bypass and --base. ``parser`` must be made with ``conflict_handler="resolve"``: the sweep's
-    flags replace train's of the same name."""
-    import argparse
-
-    from .train import add_arguments as add_train_arguments
-
-    parser.add_argument("--sweep", action="append", default=[], metavar="NAME=V1,V2,...",
-                        help=f"vary one metaparameter of the base spec ({', '.join(SWEEPABLE)}); repeatable, "
-                             "each sweep varies one factor with the others at the base's values")
-    parser.add_argument("--base", action="append", default=[], metavar="NAME=VALUE",
-                        help="change a metaparameter of the base spec before sweeping (e.g. squeeze_ratio=0.5, "
-                             "the base of the paper's Figure 3b)")
-    add_train_arguments(parser)
-    parser.add_argument("--bypass", metavar="MODES", help="short for --sweep bypass=MODES, e.g. none,simple,complex")
-    parser.add_argument("--arch", default=None,
-                        help="base architecture preset the sweeps vary (default 1_1; cifar suits 32x32 data)")
-    parser.add_argument("--out", required=True, metavar="DIR",
-                        help="sweep folder: results.csv, plots, one run folder per point; rerun to continue")
-    parser.add_argument("--time-limit", type=float, default=None, metavar="SECONDS",
-                        help="training seconds per point over all its sessions; a point that reaches it is "
-                             "finished with the epochs it completed. A safety cap: the learning-rate schedule "
-                             "follows --epochs, the budget (default: none)")
-    parser.add_argument("--resume", default=None, help=argparse.SUPPRESS)
-
-
-def from_arguments(args: Any) -> tuple[str, list[Sweep], TrainConfig, Spec]:
-    """(out, sweeps, training config, base spec) from parsed flags."""
-    from argparse import Namespace
-
-    from .train import config_from_arguments
-
-    if args.resume:
-        raise ExploreError("explore continues a sweep by itself: rerun the same command with the same --out")
-    sweeps = [parse_sweep(text) for text in args.sweep]
-    if args.bypass is not None:
-        sweeps.append(parse_sweep(f"bypass={args.bypass}"))
-    config = config_from_arguments(Namespace(**{**vars(args), "bypass": None}))  # the sweep's, not train's
-    changes: dict[str, Any] = {}
-    for text in args.base:
-        sweep = parse_sweep(text)
-        if len(sweep.values) != 1:
-            raise ExploreError(f"--base {text!r}: expected one value, NAME=VALUE")
-        changes[sweep.name] = sweep.values[0]
-    base = get_spec(config.arch)
-    if changes:
-        base = with_metaparameters(base, changes, "--base " + " ".join(args.base))
-    return args.out, sweeps, config, base
 
 
 __all__ = ["COLUMNS", "SWEEPABLE", "ExploreError", "ExploreResult", "Point", "Sweep", "explore", "parse_sweep",

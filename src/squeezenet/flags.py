@@ -1,0 +1,138 @@
+"""Command-line flags made from the config dataclasses and the Spec's metaparameters, and read back into them.
+
+One flag per TrainConfig field, so a setting is added once (in ``train.config``) and is at once a flag, a
+YAML key and a field of the run folder's config.yaml. The metaparameter flags are shared by every subcommand
+that builds a network (``summary``, ``train``), so a spec reads the same everywhere.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from typing import Any
+
+from .errors import TrainingError
+from .spec import Metaparameters, Spec, get_spec
+from .train.config import RESUME_OVERRIDES, TrainConfig, config_from_dict, field_type, flag_name, load_config
+
+METAPARAMETERS = {"base_e": int, "incr_e": int, "freq": int, "num_fires": int, "pct_3x3": float,
+                  "squeeze_ratio": float}
+SPEC_FLAGS = (*METAPARAMETERS, "allow_wide_squeeze")
+
+
+def add_metaparameter_arguments(group: Any) -> None:
+    """--base-e, --incr-e, --freq, --num-fires, --pct-3x3, --squeeze-ratio and --allow-wide-squeeze."""
+    for name, kind in METAPARAMETERS.items():
+        group.add_argument(flag_name(name), type=kind, help=f"metaparameter {name} (default: the preset's)")
+    group.add_argument("--allow-wide-squeeze", action="store_true", default=None,
+                       help="allow s1x1 >= e1x1 + e3x3 (needed for squeeze ratios of 1.0)")
+
+
+def with_metaparameters(spec: Spec, args: argparse.Namespace, rename: bool) -> Spec:
+    """``spec`` with the metaparameter flags given; ``rename``: call the result "custom" (no preset named)."""
+    given = {name: getattr(args, name) for name in METAPARAMETERS if getattr(args, name, None) is not None}
+    overrides: dict[str, Any] = {}
+    if given:
+        base = spec.fires if isinstance(spec.fires, Metaparameters) else Metaparameters()
+        overrides["fires"] = dataclasses.replace(base, **given)
+        if rename:
+            overrides["name"] = "custom"
+    if getattr(args, "allow_wide_squeeze", None):
+        overrides["allow_wide_squeeze"] = True
+    return spec.replace(**overrides) if overrides else spec
+
+
+# -- train --------------------------------------------------------------------------------------------------------
+
+
+def add_train_arguments(parser: argparse.ArgumentParser, metaparameters: bool = True) -> None:
+    """One flag per TrainConfig field (unset flags stay None, so --config and --resume can tell what was given),
+    and with ``metaparameters`` the spec flags of ``summary``."""
+    parser.add_argument("--config", metavar="FILE.yaml", help="read settings from a YAML file (keys are flag names)")
+    for item in dataclasses.fields(TrainConfig):
+        kind = field_type(item.name)
+        help_text = item.metadata["help"]
+        if "default" not in help_text:
+            help_text += f" (default: {item.default})"
+        if kind is bool:
+            parser.add_argument(flag_name(item.name), action=argparse.BooleanOptionalAction, default=None,
+                                help=help_text)
+        else:
+            parser.add_argument(flag_name(item.name), type=kind, default=None, choices=item.metadata.get("choices"),
+                                metavar=None if item.metadata.get("choices") else item.name.upper(), help=help_text)
+    if metaparameters:
+        add_metaparameter_arguments(parser.add_argument_group("architecture (over the --arch preset)"))
+
+
+def train_config_from_arguments(args: argparse.Namespace) -> TrainConfig:
+    """TrainConfig from parsed flags: defaults, then --config FILE, then the flags given."""
+    names = [f.name for f in dataclasses.fields(TrainConfig)]
+    given = {name: getattr(args, name) for name in names if getattr(args, name) is not None}
+    if given.get("resume"):
+        fixed = sorted(set(given) - {"resume", *RESUME_OVERRIDES})
+        fixed += [name for name in SPEC_FLAGS if getattr(args, name, None) is not None]
+        if fixed or args.config:
+            shown = ", ".join(flag_name(n) for n in fixed) or "--config"
+            raise TrainingError(f"--resume continues the run with its own config.yaml and spec.json; {shown} cannot "
+                                f"change (only {', '.join(flag_name(n) for n in RESUME_OVERRIDES)} can)")
+    base = load_config(args.config) if args.config else TrainConfig()
+    return config_from_dict(given, "command line", base)
+
+
+def train_spec_from_arguments(args: argparse.Namespace, config: TrainConfig) -> Spec | None:
+    """The network the metaparameter flags describe over ``config.arch``; None when none was given (the preset,
+    or on --resume the run folder's own spec)."""
+    if config.resume or not any(getattr(args, name, None) is not None for name in SPEC_FLAGS):
+        return None
+    return with_metaparameters(get_spec(config.arch), args, rename=False)
+
+
+# -- explore ------------------------------------------------------------------------------------------------------
+
+
+def add_explore_arguments(parser: argparse.ArgumentParser) -> None:
+    """train's flags (each point trains with them), with --out, --arch and --time-limit meaning the sweep's,
+    plus --sweep, --bypass and --base. ``parser`` must be made with ``conflict_handler="resolve"``: the sweep's
+    flags replace train's of the same name."""
+    from .explore import SWEEPABLE
+
+    parser.add_argument("--sweep", action="append", default=[], metavar="NAME=V1,V2,...",
+                        help=f"vary one metaparameter of the base spec ({', '.join(SWEEPABLE)}); repeatable, "
+                             "each sweep varies one factor with the others at the base's values")
+    parser.add_argument("--base", action="append", default=[], metavar="NAME=VALUE",
+                        help="change a metaparameter of the base spec before sweeping (e.g. squeeze_ratio=0.5, "
+                             "the base of the paper's Figure 3b)")
+    add_train_arguments(parser, metaparameters=False)
+    parser.add_argument("--bypass", metavar="MODES", help="short for --sweep bypass=MODES, e.g. none,simple,complex")
+    parser.add_argument("--arch", default=None,
+                        help="base architecture preset the sweeps vary (default 1_1; cifar suits 32x32 data)")
+    parser.add_argument("--out", required=True, metavar="DIR",
+                        help="sweep folder: results.csv, plots, one run folder per point; rerun to continue")
+    parser.add_argument("--time-limit", type=float, default=None, metavar="SECONDS",
+                        help="training seconds per point over all its sessions; a point that reaches it is "
+                             "finished with the epochs it completed. A safety cap: the learning-rate schedule "
+                             "follows --epochs, the budget (default: none)")
+    parser.add_argument("--resume", default=None, help=argparse.SUPPRESS)
+
+
+def explore_from_arguments(args: argparse.Namespace) -> tuple[str, list[Any], TrainConfig, Spec]:
+    """(out, sweeps, training config, base spec) from parsed flags."""
+    from .explore import ExploreError, parse_sweep
+    from .explore import with_metaparameters as spec_with
+
+    if args.resume:
+        raise ExploreError("explore continues a sweep by itself: rerun the same command with the same --out")
+    sweeps = [parse_sweep(text) for text in args.sweep]
+    if args.bypass is not None:
+        sweeps.append(parse_sweep(f"bypass={args.bypass}"))
+    config = train_config_from_arguments(argparse.Namespace(**{**vars(args), "bypass": None}))  # the sweep's
+    changes: dict[str, Any] = {}
+    for text in args.base:
+        sweep = parse_sweep(text)
+        if len(sweep.values) != 1:
+            raise ExploreError(f"--base {text!r}: expected one value, NAME=VALUE")
+        changes[sweep.name] = sweep.values[0]
+    base = get_spec(config.arch)
+    if changes:
+        base = spec_with(base, changes, "--base " + " ".join(args.base))
+    return args.out, sweeps, config, base

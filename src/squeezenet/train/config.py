@@ -1,0 +1,200 @@
+"""The training config: every setting of a run as data, read from YAML and written into the run folder.
+
+Field names are the CLI flags (``batch_size`` -> ``--batch-size``) and the keys of a YAML config file; the
+flags themselves are generated in ``squeezenet.flags``. Values from YAML or the command line are checked and
+coerced here, with one-line errors that name the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..errors import TrainingError
+from ..spec import BYPASS_MODES
+
+
+def _option(default: Any, help: str, **metadata: Any) -> Any:
+    return field(default=default, metadata={"help": help, **metadata})
+
+
+@dataclass
+class TrainConfig:
+    """Everything a run depends on. Field names are the CLI flags (``batch_size`` -> ``--batch-size``) and the
+    keys of a YAML config file (either spelling). Defaults are the paper's recipe (Caffe solver of SqueezeNet)
+    plus a short warmup, which keeps the network out of the stall at loss ln(num_classes)."""
+
+    data: str = _option("digits", "digits (embedded), cifar10 (torchvision's), an ImageFolder folder or a .tar.gz")
+    arch: str = _option("1_1", "architecture preset (see `squeezenet summary`)")
+    epochs: int = _option(90, "passes over the training set")
+    batch_size: int = _option(1024, "effective batch per optimizer step, over all processes")
+    micro_batch: int | None = _option(None, "most images per forward pass (gradient accumulation; passes split the "
+                                            "batch evenly); default: what fits (on the CPU: what keeps activations "
+                                            "under ~1 GiB, where passes ran fastest per image)")
+    lr: float | None = _option(None, "peak learning rate (default: the paper's 0.04 per 1024 images, scaled "
+                                     "linearly to --batch-size)")
+    schedule: str = _option("linear", "decay after warmup: linear (to 0, the paper's), cosine, constant",
+                            choices=("linear", "cosine", "constant"))
+    warmup_epochs: float = _option(2.0, "linear warmup from 0 (avoids the stall at ln(num_classes))")
+    optimizer: str = _option("sgd", "sgd (momentum) or adamw", choices=("sgd", "adamw"))
+    momentum: float = _option(0.9, "SGD momentum")
+    nesterov: bool = _option(False, "Nesterov momentum")
+    weight_decay: float = _option(2e-4, "weight decay (all parameters, as Caffe does)")
+    label_smoothing: float = _option(0.0, "label smoothing of the cross-entropy")
+    eval_every: int = _option(1, "score the test split every N epochs, and always after the last (scoring costs "
+                                 "time a short run on a CPU may rather spend training)")
+    test_flip: bool = _option(False, "score each test image and its mirror image, averaging the logits (for "
+                                     "photos, where a mirrored scene is the same class; not for digits)")
+    test_shift: int = _option(0, "also score each test image moved N pixels down-right and up-left (edges "
+                                 "mirrored); the unmoved image weighs 1/2, each moved one 1/4")
+    dropout: float = _option(0.5, "dropout before conv10")
+    batch_norm: bool = _option(False, "batch norm after every conv (a deviation from the paper)")
+    final_relu: bool = _option(True, "keep the ReLU between conv10 and the pool (the paper's); --no-final-relu "
+                                     "keeps few-class networks from losing classes (a deviation)")
+    bypass: str | None = _option(None, "bypass connections around Fire modules (Section 6): none, simple, complex; "
+                                 "default: the preset's", choices=BYPASS_MODES)
+    num_classes: int | None = _option(None, "outputs of conv10 (default: the dataset's classes)")
+    image_size: int | None = _option(None, "training input size (default: 32 for small images, else 224)")
+    subset: int | None = _option(None, "train on a fixed random N of the training images (quick runs)")
+    crop_padding: int | None = _option(None, "small images: pad-and-crop moves them up to N pixels (default 1/8 "
+                                             "of the side: 4 at 32x32)")
+    seed: int = _option(0, "seed of the data order, augmentation, init and dropout")
+    device: str = _option("auto", "auto, cpu, cuda or cuda:N")
+    bf16: bool = _option(False, "bfloat16 autocast (CPU and CUDA)")
+    channels_last: bool = _option(False, "channels-last memory format")
+    compile: bool = _option(False, "torch.compile the model")
+    keep_freed_memory: bool = _option(True, "Linux/glibc: keep memory freed between steps in the process instead of "
+                                            "handing it back to the kernel (faster CPU steps; see README)")
+    workers: int | None = _option(None, "DataLoader worker processes for image files (default: cores - 1, max 4)")
+    cache: str = _option("auto", "decode small datasets once into memory: auto, on, off", choices=("auto", "on", "off"))
+    strict: bool = _option(False, "an unreadable image is an error instead of a skipped file")
+    download: bool = _option(False, "let torchvision download CIFAR-10 (needs internet)")
+    out: str | None = _option(None, "run folder (default runs/<date>-<time>)")
+    resume: str | None = _option(None, "continue the run in this folder (nothing else needed)")
+    checkpoint_every: int = _option(0, "also checkpoint every N optimizer steps (0: at epoch ends only)")
+    keep: int = _option(2, "step checkpoints to keep besides last and best")
+    stall_patience: int = _option(50, "steps at loss ln(num_classes) (or dead outputs) before stopping; 0: off")
+    time_limit: float | None = _option(None, "stop cleanly after this many seconds: checkpoint (mid-epoch: "
+                                             "without scoring), then exit")
+    tensorboard: bool = _option(False, "also log to RUN/tensorboard (needs the tensorboard package)")
+    progress: bool = _option(True, "show a progress bar")
+
+    @property
+    def peak_lr(self) -> float:
+        return self.lr if self.lr is not None else PAPER_LR * self.batch_size / PAPER_BATCH
+
+    def validate(self) -> None:
+        positive = ("epochs", "batch_size", "eval_every")
+        for name in positive:
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise TrainingError(f"{flag_name(name)} must be a positive integer, got {value!r}")
+        for name in ("micro_batch", "image_size", "num_classes", "subset"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise TrainingError(f"{flag_name(name)} must be a positive integer, got {value!r}")
+        for item in dataclasses.fields(self):
+            choices = item.metadata.get("choices")
+            value = getattr(self, item.name)
+            if choices and value not in choices and not (value is None and item.default is None):
+                raise TrainingError(f"{flag_name(item.name)} must be one of {', '.join(choices)}, got {value!r}")
+        if self.lr is not None and not self.lr > 0:
+            raise TrainingError(f"--lr must be positive, got {self.lr!r}")
+        if self.warmup_epochs < 0 or self.weight_decay < 0 or not 0 <= self.label_smoothing < 1:
+            raise TrainingError("--warmup-epochs and --weight-decay must be >= 0, --label-smoothing in [0, 1)")
+        if not isinstance(self.test_shift, int) or isinstance(self.test_shift, bool) or self.test_shift < 0:
+            raise TrainingError(f"--test-shift must be an integer >= 0, got {self.test_shift!r}")
+        if self.checkpoint_every < 0 or self.keep < 1 or self.stall_patience < 0:
+            raise TrainingError("--checkpoint-every and --stall-patience must be >= 0, --keep >= 1")
+
+
+PAPER_LR, PAPER_BATCH = 0.04, 1024  # the SqueezeNet solver's base_lr (poly decay, power 1) at batch 1024
+
+# Settings a resumed run may change: they alter where and how fast it runs, or which epochs are scored,
+# never the weights it computes.
+RESUME_OVERRIDES = ("device", "workers", "progress", "tensorboard", "checkpoint_every", "keep", "time_limit",
+                    "keep_freed_memory", "eval_every")
+
+
+def spec_overrides(config: TrainConfig) -> dict[str, Any]:
+    """The spec fields a training config sets (so explore and train build the same network)."""
+    overrides = {"dropout": config.dropout, "batch_norm": config.batch_norm, "final_relu": config.final_relu}
+    return overrides if config.bypass is None else {**overrides, "bypass": config.bypass}
+
+
+def flag_name(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def field_type(name: str) -> type:
+    """The plain type of a config field (int, float, str or bool), None-ability aside."""
+    hint = typing.get_type_hints(TrainConfig)[name]
+    kinds = [t for t in typing.get_args(hint) if t is not type(None)] if isinstance(hint, types.UnionType) else [hint]
+    return kinds[0]
+
+
+def config_from_dict(values: dict[str, Any], source: str, base: TrainConfig | None = None) -> TrainConfig:
+    """A config from a mapping whose keys are flag names (dashes or underscores), over ``base``."""
+    if not isinstance(values, dict):
+        raise TrainingError(f"{source}: expected a mapping of flag names to values")
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    changes = {}
+    for key, value in values.items():
+        name = str(key).lstrip("-").replace("-", "_")
+        if name not in known:
+            raise TrainingError(f"{source}: unknown key {key!r} (keys are the flags of `squeezenet train`)")
+        kind = field_type(name)
+        if value is None and not is_optional(name):
+            raise TrainingError(f"{source}: {key} needs a value ({kind.__name__}), got nothing")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise TrainingError(f"{source}: {key} must be a finite number, got {value!r}")
+        if value is None or (isinstance(value, kind) and (kind is bool or not isinstance(value, bool))):
+            changes[name] = value
+        elif kind is float and isinstance(value, (int, str)) and not isinstance(value, bool):
+            try:  # YAML reads 1 as an int and 2e-4 as text
+                number = float(value)
+            except (ValueError, OverflowError):
+                raise TrainingError(f"{source}: {key} must be a number, got {value!r}") from None
+            if not math.isfinite(number):
+                raise TrainingError(f"{source}: {key} must be a finite number, got {value!r}")
+            changes[name] = number
+        elif kind is str:
+            raise TrainingError(f"{source}: {key} must be text; quote it (YAML read {value!r}, e.g. 1_1 as 11)")
+        else:
+            raise TrainingError(f"{source}: {key} must be {kind.__name__}, got {value!r}")
+    config = dataclasses.replace(base or TrainConfig(), **changes)
+    try:
+        config.validate()
+    except TrainingError as error:
+        raise TrainingError(f"{source}: {error}") from None
+    return config
+
+
+def is_optional(name: str) -> bool:
+    """Whether a config field may be left empty (None)."""
+    hint = typing.get_type_hints(TrainConfig)[name]
+    return isinstance(hint, types.UnionType) and type(None) in typing.get_args(hint)
+
+
+def load_config(path: str | Path, base: TrainConfig | None = None) -> TrainConfig:
+    path = Path(path)
+    try:
+        values = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise TrainingError(f"{path}: config file not found") from None
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, RecursionError) as error:  # RecursionError: deep nesting
+        raise TrainingError(f"{path}: not a readable YAML config ({' '.join(str(error).split())[:160]})") from None
+    return config_from_dict(values or {}, str(path), base)
+
+
+def config_to_yaml(config: TrainConfig) -> str:
+    values = {item.name.replace("_", "-"): getattr(config, item.name) for item in dataclasses.fields(config)}
+    values.pop("resume")
+    return yaml.safe_dump(values, sort_keys=False)
