@@ -379,3 +379,14 @@ def test_bypass_models_deep_compress(bypass: str, tmp_path: Path, digits_batch: 
             assert weight.unique().numel() <= 2**6 + 1, name
     with torch.inference_mode():
         assert torch.equal(loaded(digits_batch), result.model(digits_batch))
+
+
+def test_an_explore_point_resumes_in_a_fresh_process_and_presets_stay_as_they_were(tmp_path: Path) -> None:
+    presets = dict(sq.PRESETS)
+    result = run_sweep(tmp_path / "sweep", "--sweep", "squeeze_ratio=0.25")
+    assert presets == sq.PRESETS  # explore hands the spec to train; it registers nothing
+    point = tmp_path / "sweep" / result.rows[0]["run"]
+    resumed = subprocess.run([sys.executable, "-m", "squeezenet", "train", "--resume", str(point), "--no-progress"],
+                             capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "done: 1 epochs" in resumed.stdout

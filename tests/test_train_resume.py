@@ -118,3 +118,31 @@ def test_torchrun_scores_the_batch_norm_statistics_it_saves(tmp_path):
     loss, top1 = digits_test_scores(sq.load(tmp_path / "two" / "last.safetensors"))
     logged = read_metrics(tmp_path / "two")[0]
     assert logged["test_loss"] == pytest.approx(loss, rel=1e-5) and logged["test_top1"] == pytest.approx(top1)
+
+
+TINY_SPEC = ["--arch", "cifar", "--squeeze-ratio", "0.25", "--base-e", "16", "--incr-e", "16", "--num-fires", "4",
+             "--image-size", "8", "--subset", "128", "--batch-size", "64", "--warmup-epochs", "0", "--no-progress"]
+
+
+def test_a_custom_spec_trains_from_flags_and_resumes_in_a_fresh_process(tmp_path):
+    """The metaparameter flags of `summary` make the network; the run folder's spec.json alone brings it back."""
+    run = tmp_path / "run"
+    environment = _environment()
+    first = subprocess.run([*TRAIN[:6], *TINY_SPEC, "--epochs", "2", "--time-limit", "0", "--out", str(run)],
+                           env=environment, capture_output=True, text=True, timeout=300)
+    assert first.returncode == 0, first.stderr
+    stored = sq.Spec.from_json((run / "spec.json").read_text())
+    assert stored.fires.squeeze_ratio == 0.25 and stored.fires.base_e == 16 and stored.num_classes == 10
+    assert "custom" not in sq.PRESETS and stored.name == "cifar"
+    second = subprocess.run([sys.executable, "-m", "squeezenet", "train", "--resume", str(run), "--no-progress",
+                             "--time-limit", "600"], env=environment, capture_output=True, text=True, timeout=300)
+    assert second.returncode == 0, second.stderr
+    assert [r["epoch"] for r in read_metrics(run)] == [1, 2]
+    assert sq.load(run / "best.safetensors").spec == stored
+
+
+def test_resume_refuses_new_metaparameters(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "squeezenet", "train", "--resume", str(tmp_path),
+                             "--squeeze-ratio", "0.5"], env=_environment(), capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0 and "--squeeze-ratio cannot change" in result.stderr
