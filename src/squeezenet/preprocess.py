@@ -26,8 +26,6 @@ from typing import Any
 
 import torch
 from PIL import Image
-from torchvision.transforms import InterpolationMode
-from torchvision.transforms.v2 import functional as F
 
 from .errors import DataError
 
@@ -35,11 +33,7 @@ MAX_SIDE = 4096  # largest resize/crop a recipe may ask for (a network never nee
 MAX_PIXELS = MAX_SIDE * MAX_SIDE  # "short_side" caps the long side so that no resized image holds more pixels
 RESIZE_MODES = ("squash", "short_side")
 CHANNEL_ORDERS = ("RGB", "BGR", "L")
-INTERPOLATIONS = {
-    "bilinear": InterpolationMode.BILINEAR,
-    "bicubic": InterpolationMode.BICUBIC,
-    "nearest": InterpolationMode.NEAREST,
-}
+INTERPOLATIONS = ("bilinear", "bicubic", "nearest")  # torchvision InterpolationMode names, lower case
 
 
 @dataclass(frozen=True)
@@ -109,8 +103,11 @@ class Preprocessing:
         return dataclasses.replace(self, **changes)
 
     def __call__(self, image: Image.Image) -> torch.Tensor:
+        from torchvision.transforms import InterpolationMode  # torchvision takes seconds to import: when used
+        from torchvision.transforms.v2 import functional as F
+
         image = image.convert("L" if self.channel_order == "L" else "RGB")
-        interpolation = INTERPOLATIONS[self.interpolation]
+        interpolation = InterpolationMode[self.interpolation.upper()]
         if self.resize is not None:
             if self.resize_mode == "squash":
                 image = F.resize(image, [self.resize, self.resize], interpolation=interpolation, antialias=True)
