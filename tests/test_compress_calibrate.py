@@ -11,8 +11,8 @@ import torch
 import squeezenet as sq
 from squeezenet.compress import CompressionError
 from squeezenet.compress.calibrate import channel_means, correct_biases
-from squeezenet.compress.layers import compressible_layers, module_path
 from squeezenet.compress.quantize import share_weights
+from squeezenet.weights.names import convolutions, module_paths
 
 from .conftest import tiny_model
 
@@ -30,8 +30,7 @@ def _teacher(batch_norm: bool) -> sq.SqueezeNet:
 
 def _outputs(model: sq.SqueezeNet) -> dict[str, torch.nn.Module]:
     """Each layer's conv, or its conv + batch norm: where the correction must show."""
-    return {name: model.get_submodule(module_path(model, name).removesuffix(".conv"))
-            for name in compressible_layers(model)}
+    return {name: model.get_submodule(path.removesuffix(".conv")) for name, path in module_paths(model.spec).items()}
 
 
 def _shift_of(layer: torch.nn.Module) -> torch.Tensor:
@@ -44,7 +43,7 @@ def test_corrected_layers_have_the_reference_channel_means(batch_norm: bool) -> 
     reference = _teacher(batch_norm)
     model = copy.deepcopy(reference)
     share_weights(model, 2)  # 3 shared values per layer: large errors with a non-zero mean
-    weights = {name: conv.weight.clone() for name, conv in compressible_layers(model).items()}
+    weights = {name: conv.weight.clone() for name, conv in convolutions(model).items()}
     images = torch.randn(24, 3, 32, 32, generator=torch.Generator().manual_seed(0))
     wanted = channel_means(reference, _outputs(reference), images)
     before = channel_means(model, _outputs(model), images)
@@ -56,7 +55,7 @@ def test_corrected_layers_have_the_reference_channel_means(batch_norm: bool) -> 
     for name in corrected:
         assert (before[name] - wanted[name]).abs().max() > 1e-3, name
         torch.testing.assert_close(after[name], wanted[name], atol=1e-4, rtol=1e-4)
-    assert all(torch.equal(conv.weight, weights[name]) for name, conv in compressible_layers(model).items())
+    assert all(torch.equal(conv.weight, weights[name]) for name, conv in convolutions(model).items())
     with pytest.raises(CompressionError, match="shaped"):
         correct_biases(reference, model, torch.randn(3, 32, 32))
 
@@ -70,7 +69,7 @@ def test_compress_corrects_biases_and_records_it(tmp_path: Path) -> None:
     # biases are stored dense either way: only the header's record of the settings differs
     assert abs(corrected.report.total_bytes - plain.report.total_bytes) < 8
     loaded = sq.load(tmp_path / "corrected.sqz")
-    plain_convs, corrected_convs = compressible_layers(plain.model), compressible_layers(loaded)
+    plain_convs, corrected_convs = convolutions(plain.model), convolutions(loaded)
     assert all(torch.equal(plain_convs[name].weight, conv.weight) for name, conv in corrected_convs.items())
     assert not torch.equal(plain_convs["fire3.expand3x3"].bias, corrected_convs["fire3.expand3x3"].bias)
     assert torch.equal(plain_convs["conv10"].bias, corrected_convs["conv10"].bias)

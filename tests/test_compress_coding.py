@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 
 from squeezenet import WeightsError
 from squeezenet.compress import huffman
-from squeezenet.compress.bitpack import pack_bits, packed_size, unpack_bits
+from squeezenet.weights import huffman as huffman_decoder
+from squeezenet.weights.bitpack import pack_bits, packed_size, unpack_bits
 from squeezenet.weights.deep_compression import encode_positions, positions
 
 
@@ -23,7 +24,7 @@ def test_huffman_round_trips_any_symbols(values: list[int], extra: int) -> None:
     lengths = huffman.code_lengths(np.bincount(symbols, minlength=alphabet))
     data = huffman.encode(symbols, lengths)
     assert len(data) == (huffman.encoded_bits(symbols, lengths) + 7) // 8
-    assert huffman.decode(data, lengths, len(symbols), "test").tolist() == values
+    assert huffman_decoder.decode(data, lengths, len(symbols), "test").tolist() == values
 
 
 def test_huffman_is_optimal_and_close_to_entropy_on_a_skewed_source() -> None:
@@ -43,15 +44,15 @@ def test_code_lengths_are_limited_to_15_bits_and_stay_a_prefix_code() -> None:
     while len(fibonacci) < 40:
         fibonacci.append(fibonacci[-1] + fibonacci[-2])
     lengths = huffman.code_lengths(np.array(fibonacci))  # unlimited Huffman would need 39 bits
-    assert lengths.max() == huffman.MAX_LENGTH and lengths.min() >= 1
+    assert lengths.max() == huffman_decoder.MAX_LENGTH and lengths.min() >= 1
     assert (2.0 ** -lengths.astype(float)).sum() <= 1.0
-    huffman.check_lengths(lengths, "test")
+    huffman_decoder.check_lengths(lengths, "test")
 
 
 def test_a_single_symbol_gets_one_bit() -> None:
     lengths = huffman.code_lengths(np.array([0, 0, 7]))
     assert lengths.tolist() == [0, 0, 1]
-    assert huffman.decode(huffman.encode(np.full(7, 2), lengths), lengths, 7, "x").tolist() == [2] * 7
+    assert huffman_decoder.decode(huffman.encode(np.full(7, 2), lengths), lengths, 7, "x").tolist() == [2] * 7
 
 
 @pytest.mark.parametrize(("lengths", "data", "count", "message"), [
@@ -64,14 +65,14 @@ def test_a_single_symbol_gets_one_bit() -> None:
 ])
 def test_bad_huffman_streams_fail_clearly(lengths: list[int], data: bytes, count: int, message: str) -> None:
     with pytest.raises(WeightsError, match=message):
-        huffman.decode(data, np.array(lengths), count, "stream")
+        huffman_decoder.decode(data, np.array(lengths), count, "stream")
 
 
 def test_decoding_a_forged_count_is_bounded_by_the_stream() -> None:
     lengths = np.array([1, 1])
     start = time.perf_counter()
     with pytest.raises(WeightsError, match="cannot fit"):
-        huffman.decode(b"\x00" * 10, lengths, 2**40, "forged")
+        huffman_decoder.decode(b"\x00" * 10, lengths, 2**40, "forged")
     assert time.perf_counter() - start < 1
 
 

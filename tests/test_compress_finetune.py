@@ -10,7 +10,7 @@ import torch
 
 import squeezenet as sq
 from squeezenet.compress.finetune import distill_finetuner, evaluator_for, train_finetuner
-from squeezenet.compress.layers import compressible_layers
+from squeezenet.weights.names import convolutions
 
 from .conftest import tiny_model
 from .test_compress_sqz import small_model
@@ -28,9 +28,9 @@ def test_training_loop_finetunes_pruned_and_shared_weights(tmp_path: Path) -> No
     assert tuned.report.accuracy_before is not None and tuned.report.accuracy_after is not None
     loaded = sq.load(tmp_path / "tuned.sqz")
     changed = False
-    for name, conv in compressible_layers(loaded).items():
+    for name, conv in convolutions(loaded).items():
         weight = conv.weight.detach()
-        reference = compressible_layers(plain.model)[name].weight.detach()
+        reference = convolutions(plain.model)[name].weight.detach()
         assert torch.equal(weight != 0, reference != 0), name  # the same weights pruned, still zero
         assert len(torch.unique(weight[weight != 0])) <= 7, name  # still 3-bit codes
         changed |= not torch.equal(weight, reference)
@@ -54,8 +54,8 @@ def test_distillation_moves_the_shared_values_toward_the_teacher(tmp_path: Path)
                         finetune=distill_finetuner(teacher, calibration, epochs=20, lr=1e-3, progress=False))
     # Closer to the teacher, also on images it was not tuned on; the codes and the pruning are untouched.
     assert _divergence(tuned.model, teacher, unseen) < 0.8 * _divergence(plain.model, teacher, unseen)
-    for name, conv in compressible_layers(tuned.model).items():
-        weight, reference = conv.weight.detach(), compressible_layers(plain.model)[name].weight.detach()
+    for name, conv in convolutions(tuned.model).items():
+        weight, reference = conv.weight.detach(), convolutions(plain.model)[name].weight.detach()
         assert torch.equal(weight != 0, reference != 0), name
         assert len(torch.unique(weight[weight != 0])) <= 3, name
 

@@ -11,8 +11,8 @@ import torch
 import squeezenet as sq
 from squeezenet.compress import CompressionError
 from squeezenet.compress.importance import fisher_information
-from squeezenet.compress.layers import compressible_layers
 from squeezenet.compress.quantize import allocate_bits, kmeans_1d
+from squeezenet.weights.names import convolutions
 
 from .conftest import tiny_model
 
@@ -30,7 +30,7 @@ def test_fisher_information_has_one_non_negative_value_per_weight_and_leaves_the
     model = _teacher()
     before = {name: value.clone() for name, value in model.state_dict().items()}
     fisher = fisher_information(model, _images(8, 0), progress=False)
-    convs = compressible_layers(model)
+    convs = convolutions(model)
     assert set(fisher) == set(convs)
     for name, conv in convs.items():
         assert fisher[name].shape == conv.weight.shape and (fisher[name] >= 0).all() and fisher[name].sum() > 0
@@ -75,7 +75,7 @@ def test_fisher_weighted_sharing_moves_the_sensitive_weights_least(tmp_path: Pat
     weighted = sq.compress(teacher, tmp_path / "weighted.sqz", bits=2, init="kmeans++", importance=fisher)
 
     def loss_increase(model: sq.SqueezeNet) -> float:  # the second-order estimate the weighting minimises
-        layers, original = compressible_layers(model), compressible_layers(teacher)
+        layers, original = convolutions(model), convolutions(teacher)
         return sum(float((fisher[name] * (layers[name].weight - original[name].weight).detach() ** 2).sum())
                    for name in layers)
 
@@ -91,7 +91,7 @@ def test_fisher_weighted_sharing_moves_the_sensitive_weights_least(tmp_path: Pat
 def test_allocated_bits_spare_the_sensitive_layer_and_meet_the_saving() -> None:
     teacher = _teacher()
     fisher = fisher_information(teacher, _images(16, 3), progress=False)
-    names = list(compressible_layers(teacher))
+    names = list(convolutions(teacher))
     assert set(allocate_bits(teacher, fisher, 0, widths=(3, 4)).values()) == {4}
     assert set(allocate_bits(teacher, fisher, 1e12, widths=(3, 4)).values()) == {3}  # stops at the narrowest
     fisher = {**fisher, "conv10": fisher["conv10"] * 1e6}  # make one layer matter far more than the rest

@@ -15,9 +15,9 @@ from torch import nn
 import squeezenet as sq
 from squeezenet.cli import main
 from squeezenet.compress import CompressionError
-from squeezenet.compress.layers import compressible_layers
 from squeezenet.compress.prune import magnitude_masks, parse_prune, prune, resolve_densities
 from squeezenet.compress.quantize import MaskedWeight, attach, detach, kmeans_1d, share_weights
+from squeezenet.weights.names import convolutions
 
 from .conftest import shared_path
 from .test_compress_sqz import small_model
@@ -30,9 +30,9 @@ DC_FILE = "weights/deep_compression_v1.0/compressed_SqueezeNet.net"
 
 def test_magnitude_pruning_keeps_exactly_the_largest_weights() -> None:
     model = small_model()
-    before = {name: conv.weight.detach().clone() for name, conv in compressible_layers(model).items()}
+    before = {name: conv.weight.detach().clone() for name, conv in convolutions(model).items()}
     masks = prune(model, 0.25)
-    for name, conv in compressible_layers(model).items():
+    for name, conv in convolutions(model).items():
         weight, original = conv.weight.detach(), before[name].abs().flatten()
         kept = int(masks[name].sum())
         assert kept == int(np.floor(0.25 * original.numel() + 0.5))
@@ -63,7 +63,7 @@ def test_paper_preset_gives_table_1_densities_on_v10() -> None:
 def test_paper_preset_matches_the_released_files_densities() -> None:
     model = sq.load(shared_path(DC_FILE))
     targets = resolve_densities(model, "paper")
-    for name, conv in compressible_layers(model).items():
+    for name, conv in convolutions(model).items():
         measured = float((conv.weight != 0).float().mean())
         assert abs(measured - targets[name]) < 0.035, name  # the file keeps a few more or fewer
 
@@ -119,7 +119,7 @@ def test_share_weights_uses_at_most_2_to_the_bits_values_and_keeps_zeros() -> No
     model = small_model()
     masks = prune(model, 0.5)
     shared = share_weights(model, {"*": 3, "conv10": 2}, masks)
-    for name, conv in compressible_layers(model).items():
+    for name, conv in convolutions(model).items():
         layer = shared[name]
         assert len(layer.codebook) <= 2**layer.bits and layer.codebook[0] == 0
         assert torch.equal(conv.weight.detach(), torch.from_numpy(layer.weights()))
@@ -164,7 +164,7 @@ def test_training_moves_centroids_but_not_codes_or_zeros() -> None:
     attach(model, shared=shared)
     sgd_steps(model)
     trained = detach(model, shared)
-    for name, conv in compressible_layers(model).items():
+    for name, conv in convolutions(model).items():
         assert torch.equal(conv.weight.detach(), torch.from_numpy(trained[name].weights()))
         assert torch.equal(conv.weight.detach() != 0, masks[name])
     assert not np.allclose(trained["conv10"].codebook, shared["conv10"].codebook)
@@ -177,7 +177,7 @@ def test_masked_training_keeps_pruned_weights_at_zero() -> None:
     assert isinstance(model.features.conv1.parametrizations.weight[0], MaskedWeight)
     sgd_steps(model)
     detach(model)
-    for name, conv in compressible_layers(model).items():
+    for name, conv in convolutions(model).items():
         assert not conv.weight.detach()[~masks[name]].any(), name
 
 
@@ -223,7 +223,7 @@ def test_paper_file_reencoded_at_6_bits_with_huffman_fits_table_2(tmp_path: Path
     assert all(row.bits == 6 for row in result.report.layers)
     loaded = sq.load(out)
     assert loaded.spec.conv10_padding == 1 and loaded.preprocess == sq.get_preprocessing("caffe")
-    for conv in compressible_layers(loaded).values():
+    for conv in convolutions(loaded).values():
         assert len(torch.unique(conv.weight)) <= 64
 
 

@@ -13,7 +13,7 @@ from squeezenet import WeightsError
 from squeezenet.data import open_image
 from squeezenet.evaluate import predict
 from squeezenet.weights.caffe import SCHEMA, message_class, read_caffemodel, schema_descriptor
-from squeezenet.weights.layers import CAFFE_NAMES, conv_layers
+from squeezenet.weights.names import layer_names
 
 from .conftest import shared_path
 
@@ -56,8 +56,7 @@ def test_schema_reader_refuses_what_it_does_not_understand() -> None:
 
 def test_real_v11_file_has_26_convolutions_in_network_order(v11_bytes: bytes) -> None:
     layers = read_caffemodel(v11_bytes)
-    expected = conv_layers(sq.get_spec("1_1"), CAFFE_NAMES)
-    assert [layer.name for layer in layers] == [name for name, _ in expected]
+    assert [layer.name for layer in layers] == [row.caffe for row in layer_names(sq.get_spec("1_1"))]
     assert all(layer.type == "Convolution" and len(layer.blobs) == 2 for layer in layers)
     assert sum(blob.size for layer in layers for blob in layer.blobs) == 1_235_496
     assert layers[0].blobs[0].shape == (64, 3, 3, 3) and layers[-1].blobs[0].shape == (1000, 512, 1, 1)
@@ -105,7 +104,8 @@ def synthetic_caffemodel(spec: sq.Spec, conv10_pad: int | None) -> bytes:
     model = sq.build(spec)
     state = model.state_dict()
     net = message_class("NetParameter")(name="synthetic")
-    for name, module in conv_layers(spec, CAFFE_NAMES):
+    for row in layer_names(spec):
+        name, module = row.caffe, row.module
         layer = net.layer.add(name=name, type="Convolution")
         if name == "conv10" and conv10_pad is not None:
             layer.convolution_param.pad.append(conv10_pad)

@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 import squeezenet as sq
 from squeezenet import WeightsError
 from squeezenet.weights import deep_compression as dc
-from squeezenet.weights.layers import DEEP_COMPRESSION_NAMES, caffe_release_spec, conv_layers
+from squeezenet.weights.caffe import release_spec
+from squeezenet.weights.names import layer_names
 
 from .conftest import shared_path
 
@@ -27,13 +28,13 @@ def dc_bytes() -> bytes:
 
 @pytest.fixture(scope="module")
 def shapes() -> list[tuple[int, ...]]:
-    spec = caffe_release_spec(sq.get_spec("1_0"))
+    spec = release_spec(sq.get_spec("1_0"))
     state = sq.build(spec).state_dict()
-    return [tuple(state[f"{module}.weight"].shape) for _, module in conv_layers(spec, DEEP_COMPRESSION_NAMES)]
+    return [tuple(state[f"{row.module}.weight"].shape) for row in layer_names(spec)]
 
 
 def test_layer_names_follow_the_files_prototxt() -> None:
-    names = [name for name, _ in conv_layers(sq.get_spec("1_0"), DEEP_COMPRESSION_NAMES)]
+    names = [row.deep_compression for row in layer_names(sq.get_spec("1_0"))]
     prototxt = shared_path("weights/deep_compression_v1.0/SqueezeNet_deploy.prototxt").read_text()
     assert names[:4] == ["conv1", "fire2/conv1x1_1", "fire2/conv1x1_2", "fire2/conv3x3_2"]
     assert names[-1] == "conv_final" and len(names) == 26

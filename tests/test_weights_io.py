@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 from pathlib import Path
 
 import pytest
@@ -13,9 +14,10 @@ import torchvision
 import squeezenet as sq
 from squeezenet import WeightsError
 from squeezenet.weights import io
+from squeezenet.weights import safetensors as safetensors_format
 from squeezenet.weights.io import detect_format, load, read_safetensors, save
 
-from .conftest import shared_path
+from .conftest import shared_path, tiny_model
 
 
 @pytest.fixture(scope="module")
@@ -149,8 +151,71 @@ def test_missing_file_or_folder(tmp_path: Path) -> None:
 
 
 def test_newer_format_versions_are_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(io, "FORMAT_VERSION", "99")
+    monkeypatch.setattr(safetensors_format, "FORMAT_VERSION", "99")
     path = save(sq.build("1_1"), tmp_path / "future.safetensors")
     monkeypatch.undo()
     with pytest.raises(WeightsError, match="format version 99"):
         load(path)
+
+
+# -- the format table ------------------------------------------------------------
+
+
+def _file_of_each_format(folder: Path) -> dict[str, Path]:
+    """A real or freshly written file of every format, named so that only the bytes or the extension can tell."""
+    from squeezenet.compress import share_weights, write_sqz
+
+    model = tiny_model()
+    files = {
+        "safetensors": save(model, folder / "ours.weights"),
+        "caffe": shared_path("weights/caffe_v1.1/squeezenet_v1.1.caffemodel"),
+        "deep_compression": shared_path("weights/deep_compression_v1.0/compressed_SqueezeNet.net"),
+        "sqz": folder / "compressed.weights",
+    }
+    torch.save(model.state_dict(), folder / "state.weights")
+    files["torch"] = folder / "state.weights"
+    write_sqz(files["sqz"], model, share_weights(model, 4))
+    return files
+
+
+def test_every_format_in_the_table_is_detected_and_read(tmp_path: Path) -> None:
+    files = _file_of_each_format(tmp_path)
+    assert set(files) == set(io.FORMATS), "add a file for every format in the table"
+    for name, path in files.items():
+        assert detect_format(path) == name, path
+        model = load(path, arch=None if path.is_relative_to(shared_path("")) else tiny_model().spec)
+        assert isinstance(model, sq.SqueezeNet) and not model.training, name
+    for name, entry in io.FORMATS.items():  # the extension decides where the bytes do not
+        for extension in entry.extensions:
+            renamed = tmp_path / f"noise{extension}"
+            renamed.write_bytes(b"\x00" * 32)
+            assert detect_format(renamed) == name, renamed
+
+
+def test_unknown_format_error_lists_every_extension_we_read(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("hello")
+    with pytest.raises(WeightsError) as caught:
+        load(tmp_path / "notes.txt")
+    message = str(caught.value)
+    assert message == f"{tmp_path / 'notes.txt'}: unknown weights format (we read .safetensors, .pth/.pt, " \
+                      ".caffemodel, .net, .sqz)"
+    assert all(extension in message for entry in io.FORMATS.values() for extension in entry.extensions)
+    with pytest.raises(WeightsError, match=r"unknown format 'onnx'; known: safetensors, torch, caffe"):
+        load(tmp_path / "notes.txt", file_format="onnx")
+
+
+def test_module_docs_show_the_table() -> None:
+    assert io.__doc__ is not None
+    for name, entry in io.FORMATS.items():
+        assert any(line.startswith(name) and "/".join(entry.extensions) in line for line in io.__doc__.splitlines())
+
+
+def test_written_files_get_the_mode_open_gives(tmp_path: Path) -> None:
+    previous = os.umask(0o022)  # a common umask, under which mkstemp's 0600 would differ from open()'s 0644
+    try:
+        path = save(sq.build("1_1"), tmp_path / "model.safetensors")
+        with open(tmp_path / "plain.txt", "w") as file:
+            file.write("x")
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE(path.stat().st_mode) == stat.S_IMODE((tmp_path / "plain.txt").stat().st_mode) == 0o644

@@ -107,3 +107,31 @@ def test_hubconf_loads_weights_like_torchvision() -> None:
     assert fresh.spec.name == "1_0" and fresh.spec.num_classes == 10
     with pytest.raises(WeightsError, match="architecture '1_0'"):
         torch.hub.load(str(REPO), "squeezenet1_0", source="local", weights=str(weights))
+
+
+def test_a_mistyped_name_lists_the_known_ones(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # no file of these names here
+    with pytest.raises(WeightsError) as caught:
+        resolve("1_1-cafe")
+    assert str(caught.value) == (f"unknown pretrained weights '1_1-cafe' (did you mean 1_1-caffe?); "
+                                 f"known: {', '.join(REGISTRY)}; or give a file path")
+    with pytest.raises(WeightsError, match=r"unknown pretrained weights '1_1-caffe\.v2' \(did you mean 1_1-caffe\?\)"):
+        resolve("1_1-caffe.v2")
+    with pytest.raises(WeightsError, match=r"unknown pretrained weights 'squeezenet'; known: 1_0-torchvision"):
+        resolve("squeezenet")
+    # paths stay paths: load then says the file is missing
+    for path in ("weights.pth", "runs/1_1-caffe", "model.bin", "1_1-caffe.caffemodel"):
+        assert resolve(path) == Path(path)
+    (tmp_path / "1_1-cafe").write_bytes(b"")  # an existing file of that name is a file
+    assert resolve("1_1-cafe") == Path("1_1-cafe")
+
+
+def test_cli_reports_a_mistyped_name_in_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    from squeezenet.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    image = shared_path("data/imagenet-samples/labels.csv").parent
+    assert main(["predict", "--weights", "1_1-cafe", str(next(image.glob("*.JPEG")))]) == 2
+    error = capsys.readouterr().err
+    assert "unknown pretrained weights '1_1-cafe' (did you mean 1_1-caffe?)" in error and "not found" not in error

@@ -5,7 +5,7 @@
     print(sq.summary("1_0"))
 """
 
-from .compress import compress  # registers .sqz with load; sq.compress is the function
+from .compress import compress  # sq.compress is the function
 from .deploy import ExportError, export_onnx, export_openvino
 from .errors import DataError, InputSizeError, SpecError, SqueezeNetError, TrainingError, WeightsError
 from .model import Fire, SqueezeNet, Summary, build, summary

@@ -55,11 +55,12 @@ def spec_from_args(args: argparse.Namespace, default_arch: str = "1_0") -> Spec:
 def add_weights_arguments(parser: argparse.ArgumentParser, required: bool = True) -> None:
     """--weights (a file in any supported format, or a pretrained name), --preprocess, and --arch if absent."""
     from .preprocess import PREPROCESSING_PRESETS
+    from .weights.io import extensions
     from .weights.registry import REGISTRY
 
     group = parser.add_argument_group("weights")
     group.add_argument("--weights", required=required, metavar="PATH",
-                       help=".safetensors, .pth/.pt, .caffemodel, .net or .sqz file, or a pretrained name "
+                       help=f"a weights file ({extensions()}), or a pretrained name "
                             f"({', '.join(REGISTRY)}); the format is detected")
     group.add_argument("--preprocess", choices=sorted(PREPROCESSING_PRESETS), default=None,
                        help="override the preprocessing that comes with the weights")

@@ -25,7 +25,7 @@ from PIL import Image
 import squeezenet as sq
 from squeezenet.preprocess import MAX_SIDE
 from squeezenet.weights.caffe import message_class
-from squeezenet.weights.layers import DEEP_COMPRESSION_NAMES, conv_layers
+from squeezenet.weights.names import layer_names
 from squeezenet.weights.torchvision import to_torchvision
 
 from ..conftest import shared_path, tiny_model
@@ -196,7 +196,7 @@ def net_file() -> tuple[bytes, dict[str, torch.Tensor], list[int]]:
     path = shared_path(NET_FILE)
     model = sq.load(path)
     state = model.state_dict()
-    biases = [state[f"{module}.bias"].shape[0] for _, module in conv_layers(model.spec, DEEP_COMPRESSION_NAMES)]
+    biases = [state[f"{row.module}.bias"].shape[0] for row in layer_names(model.spec) if row.deep_compression]
     return path.read_bytes(), state, biases
 
 

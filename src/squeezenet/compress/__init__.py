@@ -9,18 +9,20 @@ Modules, in the order the pipeline uses them: ``prune`` (per-layer magnitude
 pruning), ``importance`` (Fisher information, to weigh the sharing without
 training data), ``quantize`` (k-means sharing, fine-tuning parametrizations),
 ``calibrate`` (bias correction of the shared model on unlabelled images),
-``huffman`` and ``sqz`` (the container and the paper's ``.net`` layout),
+``huffman`` and ``sqz`` (the encoders of the ``.sqz`` container and the paper's
+``.net`` layout; their readers, which ``sq.load`` uses, are in ``weights``),
 ``report``, ``pipeline`` (all of it), ``finetune`` (through the training loop).
 """
 
+from ..weights.sqz import SharedLayer, decode_sqz, read_sqz
 from .calibrate import correct_biases
 from .importance import fisher_information
 from .layers import CompressionError
 from .pipeline import CompressionResult, compress
 from .prune import PAPER_DENSITIES, prune
-from .quantize import SharedLayer, allocate_bits, share_weights
+from .quantize import allocate_bits, share_weights
 from .report import CompressionReport
-from .sqz import Encoding, decode_sqz, encode_net, encode_sqz, read_sqz, write_sqz
+from .sqz import Encoding, encode_net, encode_sqz, write_sqz
 
 __all__ = [
     "PAPER_DENSITIES",

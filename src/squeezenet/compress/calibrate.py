@@ -26,7 +26,8 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from .layers import CompressionError, compressible_layers, module_path
+from ..weights.names import convolutions, module_paths
+from .layers import CompressionError
 
 
 def check_images(images: torch.Tensor, use: str) -> None:
@@ -77,7 +78,7 @@ def correct_biases(reference: nn.Module, model: nn.Module, images: torch.Tensor,
     check_images(images, "bias correction")
     reference.eval()
     model.eval()
-    layers, reference_layers = compressible_layers(model), compressible_layers(reference)
+    layers, reference_layers = convolutions(model), convolutions(reference)
     if layers.keys() != reference_layers.keys():
         raise CompressionError("bias correction needs the reference and the compressed model to have the same layers")
     layers.popitem()  # the classifier, conv10
@@ -90,7 +91,7 @@ def correct_biases(reference: nn.Module, model: nn.Module, images: torch.Tensor,
             if layer.bias is not None:
                 layer.bias += shift
             else:  # conv + batch norm: subtracting the shift from the running mean puts the normalised output back
-                norm = model.get_submodule(module_path(model, name).removesuffix(".conv") + ".norm")
+                norm = model.get_submodule(module_paths(model.spec)[name].removesuffix(".conv") + ".norm")
                 norm.running_mean -= shift
         corrections[name] = float(shift.abs().max())
     return corrections

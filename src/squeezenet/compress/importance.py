@@ -16,8 +16,8 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from ..weights.names import convolutions
 from .calibrate import check_images
-from .layers import compressible_layers
 
 
 def fisher_information(model: nn.Module, images: torch.Tensor, draws: int = 2, seed: int = 0,
@@ -28,7 +28,7 @@ def fisher_information(model: nn.Module, images: torch.Tensor, draws: int = 2, s
     which a batched pass would not allow. The model is left in eval mode and unchanged.
     """
     check_images(images, "Fisher information")
-    convs = compressible_layers(model)
+    convs = convolutions(model)
     totals = {name: torch.zeros_like(conv.weight, dtype=torch.float64) for name, conv in convs.items()}
     generator = torch.Generator().manual_seed(seed)
     model.eval()

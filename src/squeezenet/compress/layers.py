@@ -1,9 +1,9 @@
-"""Which layers Deep Compression touches, and per-layer settings given by name or pattern.
+"""Per-layer compression settings given by name or pattern, and the error for settings that cannot apply.
 
 Every convolution weight is compressed; biases (and batch-norm tensors) stay
-dense. Layers are named as in the paper's Table 1, from our module paths:
-``conv1``, ``fire2.squeeze``, ``fire2.expand1x1``, ``fire2.expand3x3``, ...,
-``conv10``. Per-layer settings are mappings from such names, or from shell
+dense. Layers go by their short names as in the paper's Table 1 (``conv1``,
+``fire2.squeeze``, ``fire2.expand1x1``, ``fire2.expand3x3``, ..., ``conv10``;
+``weights.names`` is the table). Per-layer settings are mappings from such names, or from shell
 patterns over them (``fire*.expand3x3``), to values; the last matching entry wins.
 """
 
@@ -13,8 +13,6 @@ import fnmatch
 from collections.abc import Callable, Mapping
 from typing import TypeVar
 
-from torch import nn
-
 from ..errors import SqueezeNetError
 
 T = TypeVar("T")
@@ -22,25 +20,6 @@ T = TypeVar("T")
 
 class CompressionError(SqueezeNetError):
     """Compression settings that cannot apply (unknown layer, bits out of range, bad density)."""
-
-
-def short_name(module_path: str) -> str:
-    """``features.fire2.squeeze`` -> ``fire2.squeeze``; the batch-norm wrapper's ``.conv`` is dropped too."""
-    name = module_path.removeprefix("features.").removeprefix("classifier.")
-    return name.removesuffix(".conv")
-
-
-def compressible_layers(model: nn.Module) -> dict[str, nn.Conv2d]:
-    """Every convolution of ``model`` by its short name, in network order."""
-    return {short_name(path): module for path, module in model.named_modules() if isinstance(module, nn.Conv2d)}
-
-
-def module_path(model: nn.Module, name: str) -> str:
-    """The state-dict prefix of a compressible layer (``fire2.squeeze`` -> ``features.fire2.squeeze``)."""
-    for path, module in model.named_modules():
-        if isinstance(module, nn.Conv2d) and short_name(path) == name:
-            return path
-    raise CompressionError(f"no convolution named {name!r} in this model")
 
 
 def per_layer(value: T | Mapping[str, T], names: list[str], what: str, check: Callable[[T], None],

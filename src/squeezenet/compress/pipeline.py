@@ -22,13 +22,15 @@ from torch import nn
 from ..model import SqueezeNet
 from ..spec import Spec
 from ..weights.io import load, write_atomic
+from ..weights.names import module_paths
+from ..weights.sqz import decode_sqz
 from .calibrate import check_images, correct_biases
-from .layers import CompressionError, compressible_layers, module_path
+from .layers import CompressionError
 from .prune import prune as prune_model
 from .prune import resolve_densities
 from .quantize import attach, check_init, detach, load_shared, share_weights
 from .report import CompressionReport, build_report
-from .sqz import Encoding, decode_sqz, encode_net, encode_sqz
+from .sqz import Encoding, encode_net, encode_sqz
 
 Evaluator = Callable[[nn.Module], Mapping[str, float]]
 Finetuner = Callable[[SqueezeNet, str], None]  # (model with parametrized weights, "prune" | "share")
@@ -127,7 +129,7 @@ def compress(weights: str | Path | SqueezeNet, out: str | Path | None = None, *,
         decoded.meta = decoded.meta.replace(preprocessing=model.preprocess)
     decoded.eval()
     after = dict(evaluate(decoded)) if evaluate is not None else None
-    paths = {name: module_path(model, name) for name in compressible_layers(model)}
+    paths = module_paths(model.spec)
     float32_bytes = 4 * sum(tensor.numel() for tensor in model.state_dict().values()
                             if tensor.is_floating_point())
     report = build_report(size, shared, paths, float32_bytes, settings)

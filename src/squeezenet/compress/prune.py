@@ -16,7 +16,8 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
-from .layers import CompressionError, compressible_layers, per_layer
+from ..weights.names import convolutions
+from .layers import CompressionError, per_layer
 
 # The densities of the paper's Table 1 ("sparsity" column: the fraction of weights kept), which the
 # released compressed_SqueezeNet.net realises: 416k of 1.25M weights kept. Patterns, last match wins.
@@ -44,7 +45,7 @@ def _check_density(value: float) -> None:
 
 def resolve_densities(model: nn.Module, prune: str | float | Mapping[str, float] | None) -> dict[str, float]:
     """Every layer's target density from a preset name (``paper``, ``none``), one density, or a mapping."""
-    names = list(compressible_layers(model))
+    names = list(convolutions(model))
     if prune is None:
         prune = "none"
     if isinstance(prune, str):
@@ -63,7 +64,7 @@ def resolve_densities(model: nn.Module, prune: str | float | Mapping[str, float]
 def magnitude_masks(model: nn.Module, densities: Mapping[str, float]) -> dict[str, torch.Tensor]:
     """For each layer, a boolean mask of the ``round(density * size)`` largest-magnitude non-zero weights."""
     masks = {}
-    for name, conv in compressible_layers(model).items():
+    for name, conv in convolutions(model).items():
         weight = conv.weight.detach()
         magnitude = weight.abs().flatten()
         keep = min(math.floor(densities[name] * magnitude.numel() + 0.5), int((magnitude > 0).sum()))
@@ -77,7 +78,7 @@ def magnitude_masks(model: nn.Module, densities: Mapping[str, float]) -> dict[st
 @torch.no_grad()
 def apply_masks(model: nn.Module, masks: Mapping[str, torch.Tensor]) -> None:
     """Zero every weight outside its layer's mask (in place)."""
-    for name, conv in compressible_layers(model).items():
+    for name, conv in convolutions(model).items():
         if name in masks:
             conv.weight.mul_(masks[name].to(conv.weight.dtype))
 

@@ -26,39 +26,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from .layers import CompressionError, compressible_layers, per_layer
-
-MAX_BITS = 8
-
-
-@dataclass
-class SharedLayer:
-    """One layer's weights as codes into a codebook of shared values; code 0 is the weight 0."""
-
-    name: str
-    shape: tuple[int, ...]
-    bits: int
-    codebook: np.ndarray  # float32 (at most 2**bits,), codebook[0] == 0.0
-    codes: np.ndarray  # int64 (numel,), flat C (OIHW) order
-
-    def weights(self) -> np.ndarray:
-        return self.codebook[self.codes].reshape(self.shape)
-
-    @property
-    def size(self) -> int:
-        return math.prod(self.shape)
-
-    @property
-    def kept(self) -> int:
-        """Weights stored with a non-zero code."""
-        return int(np.count_nonzero(self.codes))
+from ..weights.names import convolutions
+from ..weights.sqz import MAX_BITS, SharedLayer
+from .layers import CompressionError, per_layer
 
 
 def check_bits(bits: int) -> None:
@@ -170,7 +146,7 @@ def share_layer(name: str, weight: np.ndarray, keep: np.ndarray, bits: int, init
 
 
 def resolve_bits(model: nn.Module, bits: int | Mapping[str, int]) -> dict[str, int]:
-    return per_layer(bits, list(compressible_layers(model)), "bits", check_bits)
+    return per_layer(bits, list(convolutions(model)), "bits", check_bits)
 
 
 def layer_importance(importance: Mapping[str, torch.Tensor], name: str, shape: tuple[int, ...]) -> np.ndarray:
@@ -197,7 +173,7 @@ def share_weights(model: nn.Module, bits: int | Mapping[str, int], masks: Mappin
         scale = scale if math.isfinite(scale) and scale > 0 else 1.0
     layer_bits = resolve_bits(model, bits)
     shared = {}
-    for name, conv in compressible_layers(model).items():
+    for name, conv in convolutions(model).items():
         weight = conv.weight.detach().cpu()
         keep = masks[name] if masks is not None and name in masks else weight != 0
         weighting = None if importance is None else layer_importance(importance, name, tuple(weight.shape)) / scale
@@ -210,7 +186,7 @@ def share_weights(model: nn.Module, bits: int | Mapping[str, int], masks: Mappin
 @torch.no_grad()
 def load_shared(model: nn.Module, shared: Mapping[str, SharedLayer]) -> None:
     """Set each convolution's weights to its shared values (in place)."""
-    for name, conv in compressible_layers(model).items():
+    for name, conv in convolutions(model).items():
         if name in shared:
             conv.weight.copy_(torch.from_numpy(shared[name].weights()).to(conv.weight))
 
@@ -253,7 +229,7 @@ class MaskedWeight(nn.Module):
 def attach(model: nn.Module, shared: Mapping[str, SharedLayer] | None = None,
            masks: Mapping[str, torch.Tensor] | None = None) -> None:
     """Make training keep the compression: shared layers train their centroids, masked layers their kept weights."""
-    for name, conv in compressible_layers(model).items():
+    for name, conv in convolutions(model).items():
         if parametrize.is_parametrized(conv, "weight"):
             raise CompressionError(f"layer {name!r} is already attached for fine-tuning")
         if shared is not None and name in shared:
@@ -266,7 +242,7 @@ def attach(model: nn.Module, shared: Mapping[str, SharedLayer] | None = None,
 def detach(model: nn.Module, shared: Mapping[str, SharedLayer] | None = None) -> dict[str, SharedLayer]:
     """Undo ``attach``: plain weights again; returns ``shared`` with the trained codebooks."""
     trained = dict(shared or {})
-    for name, conv in compressible_layers(model).items():
+    for name, conv in convolutions(model).items():
         if not parametrize.is_parametrized(conv, "weight"):
             continue
         if name in trained:
@@ -291,7 +267,7 @@ def allocate_bits(model: nn.Module, importance: Mapping[str, torch.Tensor], savi
     for bits in widths:
         check_bits(bits)
     cost: dict[str, dict[int, tuple[float, float]]] = {}
-    for name, conv in compressible_layers(model).items():
+    for name, conv in convolutions(model).items():
         weight = conv.weight.detach().cpu().numpy()
         keep, fisher = weight != 0, layer_importance(importance, name, weight.shape)
         cost[name] = {}

@@ -1,4 +1,4 @@
-"""Caffe ``.caffemodel`` files (binary NetParameter) -> named weight arrays.
+"""Caffe ``.caffemodel`` files (binary NetParameter) -> named weight arrays -> a SqueezeNet.
 
 The schema is ``caffe.proto`` beside this file, a minimal subset written for
 this package. It is not compiled: a small reader below turns it into a
@@ -10,7 +10,9 @@ the schema. The ``.proto`` file stays the one source of truth.
 
 Both layer layouts are read: the modern ``layer`` field (LayerParameter, type
 as a string) and the legacy V1 ``layers`` field (type as an enum), with blob
-shapes from ``BlobShape`` or the legacy num/channels/height/width.
+shapes from ``BlobShape`` or the legacy num/channels/height/width. ``read``
+matches layers to convolutions by their Caffe names (``names.layer_names``);
+v1.0 weights get conv10's pad of 1 back (see ``release_spec``).
 """
 
 from __future__ import annotations
@@ -23,10 +25,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from google.protobuf.message import DecodeError
 
 from ..errors import WeightsError
+from ..model import SqueezeNet
+from ..preprocess import CAFFE, Preprocessing
+from ..spec import Spec
+from .files import read_bytes
+from .fit import build_first_fit, check_plain_convolutions, classes_of, fit, foreign_names
+from .names import layer_names
 
 SCHEMA = Path(__file__).with_name("caffe.proto")
 V1_CONVOLUTION = 4  # V1LayerParameter.LayerType.CONVOLUTION
@@ -146,3 +155,59 @@ def _blob_array(blob: Any, where: str) -> np.ndarray:
     if len(values) != math.prod(shape):
         raise WeightsError(f"{where}: holds {len(values)} values but its shape {shape} needs {math.prod(shape)}")
     return np.asarray(values, dtype=np.float32).reshape(shape)
+
+
+# -- a model from the layers ---------------------------------------------------
+
+
+def might_be(head: bytes) -> bool:
+    """A weak sign, trusted only when the extension says nothing: NetParameter field 1, 2 or 100 first."""
+    return head[:1] in (b"\x0a", b"\x12") or head[:2] == b"\xa2\x06"
+
+
+def release_spec(spec: Spec) -> Spec:
+    """The spec as Caffe built it: v1.0's conv10 has pad 1 there (torchvision's port dropped it)."""
+    return spec.replace(conv10_padding=1) if spec.name == "1_0" else spec
+
+
+def read(path: Path, arch: str | Spec | None) -> tuple[SqueezeNet, Preprocessing | None]:
+    """The model whose convolutions the file's layers fill, by Caffe name; Caffe's preprocessing."""
+    layers = {layer.name: layer for layer in read_caffemodel(read_bytes(path), str(path))}
+    final = layers.get("conv10")
+    classes = classes_of(final.blobs[0] if final is not None and final.blobs else None)
+
+    def as_released(spec: Spec) -> Spec:
+        if final is not None and final.pad is not None:
+            return spec.replace(conv10_padding=final.pad)
+        return release_spec(spec)
+
+    return build_first_fit(path, arch, as_released, lambda model: _convert(layers, model, path), classes), CAFFE
+
+
+def _convert(layers: dict[str, CaffeLayer], model: SqueezeNet, path: Path) -> dict[str, torch.Tensor]:
+    """Our state dict from the file's layers, every layer placed and every convolution filled."""
+    check_plain_convolutions(model.spec, path, "Caffe")
+    expected = [(row.caffe, row.module) for row in layer_names(model.spec) if row.caffe is not None]
+    known = {name for name, _ in expected}
+    for name in layers:
+        if name not in known:
+            raise WeightsError(f"{path}: layer {name!r} has no place in architecture {model.spec.name!r}")
+    state: dict[str, torch.Tensor] = {}
+    targets = model.state_dict()
+    for name, module in expected:
+        if name not in layers:
+            raise WeightsError(f"{path}: no weights for layer {name!r} of architecture {model.spec.name!r}")
+        layer = layers[name]
+        if layer.type != "Convolution" or len(layer.blobs) != 2:
+            raise WeightsError(f"{path}: layer {name!r} is a {layer.type} with {len(layer.blobs)} blobs, "
+                               "expected a Convolution with weight and bias")
+        for suffix, blob in zip(("weight", "bias"), layer.blobs, strict=True):
+            state[f"{module}.{suffix}"] = torch.from_numpy(_drop_legacy_axes(blob, targets[f"{module}.{suffix}"]))
+    return fit(state, model, str(path), foreign_names=foreign_names(expected))
+
+
+def _drop_legacy_axes(blob: np.ndarray, target: torch.Tensor) -> np.ndarray:
+    """Legacy 4-D blobs pad shapes with 1s (a bias is 1x1x1xN); reshape when only those 1s differ."""
+    if blob.shape != tuple(target.shape) and [d for d in blob.shape if d != 1] == [d for d in target.shape if d != 1]:
+        return blob.reshape(tuple(target.shape))
+    return blob

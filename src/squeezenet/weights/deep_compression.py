@@ -11,7 +11,9 @@ each layer (from the spec) and decoding needs each weight shape.
 Kept as small pure functions (parse -> CompressedLayer -> dense weights, and
 ``serialize`` back to bytes) so a writer can reuse them. Every count read from
 the file is checked against the bytes that remain before anything is sliced,
-so a forged count gives a WeightsError, never a huge allocation.
+so a forged count gives a WeightsError, never a huge allocation. ``read``
+builds the model: layers in file order are the convolutions with a Deep
+Compression name (``names.layer_names``), on Caffe's v1.0 spec (conv10 pad 1).
 """
 
 from __future__ import annotations
@@ -19,10 +21,19 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
+import torch
 
 from ..errors import WeightsError
+from ..model import SqueezeNet
+from ..preprocess import CAFFE, Preprocessing
+from ..spec import Spec
+from .caffe import release_spec
+from .files import read_bytes
+from .fit import build_first_fit, check_plain_convolutions, fit, foreign_names
+from .names import layer_names
 
 CODEBOOK_SIZE = 256
 MAX_GAP = 15
@@ -156,3 +167,25 @@ def serialize(layers: Sequence[CompressedLayer]) -> bytes:
         parts += [np.asarray(layer.codebook, dtype="<f4").tobytes(), np.asarray(layer.bias, dtype="<f4").tobytes(),
                   np.asarray(layer.codes, dtype=np.uint8).tobytes(), pack_nibbles(layer.gaps).tobytes()]
     return b"".join(parts)
+
+
+# -- a model from the file -------------------------------------------------------------
+
+
+def read(path: Path, arch: str | Spec | None) -> tuple[SqueezeNet, Preprocessing | None]:
+    """The model (v1.0 unless ``arch`` says otherwise) that the file's layers fill; Caffe's preprocessing."""
+    data = read_bytes(path)
+
+    def convert(model: SqueezeNet) -> dict[str, torch.Tensor]:
+        check_plain_convolutions(model.spec, path, "Deep Compression")
+        expected = [(row.deep_compression, row.module) for row in layer_names(model.spec)
+                    if row.deep_compression is not None]
+        shapes = model.state_dict()
+        decoded = decode(data, [tuple(shapes[f"{module}.weight"].shape) for _, module in expected],
+                         [name for name, _ in expected], f"{path} (read as architecture {model.spec.name!r})")
+        state = {}
+        for (_, module), (weight, bias) in zip(expected, decoded, strict=True):
+            state[f"{module}.weight"], state[f"{module}.bias"] = torch.from_numpy(weight), torch.from_numpy(bias)
+        return fit(state, model, str(path), foreign_names=foreign_names(expected))
+
+    return build_first_fit(path, arch, release_spec, convert, None), CAFFE

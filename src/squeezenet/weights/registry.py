@@ -8,6 +8,7 @@ the error says to pass a local file to ``load`` (or ``--weights PATH``).
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import os
 import urllib.error
@@ -19,7 +20,7 @@ import torch.hub
 from ..errors import WeightsError
 from ..model import SqueezeNet
 from ..preprocess import Preprocessing
-from .io import load
+from .io import FORMATS, load
 
 CACHE_SUBFOLDER = "squeezenet"
 
@@ -87,7 +88,28 @@ def get_pretrained(name: str) -> PretrainedWeights:
     try:
         return REGISTRY[name]
     except KeyError:
-        raise WeightsError(f"unknown pretrained weights {name!r}; known: {', '.join(REGISTRY)}") from None
+        raise _unknown_name(name, "") from None
+
+
+def _unknown_name(name: str, alternative: str) -> WeightsError:
+    """The error for a name not in the registry: the closest entry if any, then every entry."""
+    close = difflib.get_close_matches(name, REGISTRY, n=1)
+    hint = f" (did you mean {close[0]}?)" if close else ""
+    return WeightsError(f"unknown pretrained weights {name!r}{hint}; known: {', '.join(REGISTRY)}{alternative}")
+
+
+def _looks_like_a_name(text: str) -> bool:
+    """Meant as a registry name: no folder, no weights extension, and no extension at all unless close to a name.
+
+    So ``1_1-cafe`` and ``1_1-caffe.v2`` read as names, ``model.bin``, ``w.pth`` and ``runs/best`` as paths.
+    """
+    separators = {"/", os.sep, os.altsep} - {None}
+    if any(separator in text for separator in separators):
+        return False
+    suffix = Path(text).suffix.lower()
+    if any(suffix in entry.extensions for entry in FORMATS.values()):
+        return False
+    return not suffix or bool(difflib.get_close_matches(text, REGISTRY, n=1))
 
 
 def download(entry: str | PretrainedWeights, cache_dir: str | os.PathLike[str] | None = None,
@@ -121,7 +143,14 @@ def pretrained(name: str | PretrainedWeights, *, preprocess: str | Preprocessing
 
 
 def resolve(path_or_name: str | os.PathLike[str]) -> Path:
-    """A local weights file as given, or a registry name's cached download (so --weights takes either)."""
-    if isinstance(path_or_name, str) and path_or_name in REGISTRY and not Path(path_or_name).exists():
-        return download(path_or_name)
+    """A local weights file as given, or a registry name's cached download (so --weights takes either).
+
+    A string that is no file and reads as a name (see ``_looks_like_a_name``) but is not in the registry
+    is refused with the known names, rather than reported later as a missing file.
+    """
+    if isinstance(path_or_name, str) and not Path(path_or_name).exists():
+        if path_or_name in REGISTRY:
+            return download(path_or_name)
+        if _looks_like_a_name(path_or_name):
+            raise _unknown_name(path_or_name, "; or give a file path")
     return Path(path_or_name)

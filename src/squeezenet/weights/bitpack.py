@@ -1,4 +1,7 @@
-"""Fixed-width unsigned integers packed into bytes, most significant bit first (codes, gaps, code lengths)."""
+"""Fixed-width unsigned integers packed into bytes, most significant bit first (codes, gaps, code lengths).
+
+Both directions live here, below the .sqz reader that unpacks them; compress packs with the same functions.
+"""
 
 from __future__ import annotations
 
