@@ -22,15 +22,20 @@ from squeezenet.benchmark import compare_accuracy
 from squeezenet.data import labelled_images, open_image
 from squeezenet.deploy import (
     Backend,
+    Classifier,
     ExportError,
+    backends,
     check_outputs,
     export_onnx,
     export_openvino,
     inference_model,
+    make_backend,
     open_exported,
     read_metadata,
 )
 from squeezenet.errors import InputSizeError, SqueezeNetError, WeightsError
+from squeezenet.evaluate import evaluate
+from squeezenet.model import ModelMeta
 
 from .conftest import shared_path
 from .test_cli import run as run_cli
@@ -205,10 +210,56 @@ def test_predict_on_every_backend_gives_the_same_answer(capsys: pytest.CaptureFi
         assert predictions[0]["probability"] == pytest.approx(answers["pytorch"][0]["probability"], abs=1e-4)
 
 
+def test_models_and_backends_are_classifiers(v11: sq.SqueezeNet, v11_onnx: Path, real_batch: np.ndarray) -> None:
+    runner = open_exported(v11_onnx, "onnxruntime")
+    assert isinstance(v11, Classifier) and isinstance(runner, Classifier)
+    assert not isinstance(v11, Backend) and not isinstance(runner, torch.nn.Module)  # no fake module any more
+    scores = runner(torch.from_numpy(real_batch))  # a tensor in, a tensor out; numpy in, numpy out
+    assert isinstance(scores, torch.Tensor) and scores.device.type == "cpu"
+    np.testing.assert_array_equal(scores.numpy(), runner(real_batch))
+    assert make_backend("onnxruntime", v11).meta == v11.meta  # the model's class names, the graph's recipe
+
+
+def test_evaluate_takes_the_same_backends_as_predict(capsys: pytest.CaptureFixture[str], samples: Path,
+                                                     v11_onnx: Path, tmp_path: Path) -> None:
+    weights = str(shared_path(V11))
+    items = labelled_images(samples)[0][::25]
+    scores = {name: evaluate(inference_model(weights, name), items) for name in ("pytorch", "onnxruntime")}
+    assert scores["pytorch"].n == scores["onnxruntime"].n == 20
+    assert scores["pytorch"].top1 == scores["onnxruntime"].top1 and scores["pytorch"].top1 > 0.5
+    assert scores["pytorch"].loss == pytest.approx(scores["onnxruntime"].loss, abs=1e-4)
+    labels = tmp_path / "labels.csv"
+    labels.write_text("filename,class_index\n" + "".join(f"{path.name},{label}\n" for path, label in items))
+    for backend, model_file in (("onnxruntime", str(v11_onnx)), ("pytorch", weights)):
+        code, out, err = run_cli(capsys, "evaluate", "--data", str(samples), "--labels", str(labels),
+                                 "--weights", model_file, "--backend", backend, "--json")
+        assert code == 0, err
+        assert json.loads(out) == pytest.approx(scores[backend].to_dict()), backend
+    code, _, err = run_cli(capsys, "evaluate", "--data", str(samples), "--weights", str(v11_onnx))
+    assert code == 2 and "cannot run on backend 'pytorch'" in err and err.count("\n") == 1
+
+
+def test_default_backend_exports_nothing(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+                                         tmp_path: Path, samples: Path) -> None:
+    monkeypatch.setenv("SQUEEZENET_CACHE", str(tmp_path))
+    tench, weights = str(samples / TENCH), str(shared_path(V11))
+    assert run_cli(capsys, "predict", tench, "--weights", weights)[0] == 0
+    assert not (tmp_path / "exports").exists()
+    assert run_cli(capsys, "predict", tench, "--weights", weights, "--backend", "onnxruntime")[0] == 0
+    assert len(list((tmp_path / "exports").glob("*.onnx"))) == 1  # asked for: one export, cached
+
+
+def test_openvino_backend_is_float32_on_every_cpu(v11: sq.SqueezeNet, v11_onnx: Path) -> None:
+    pytest.importorskip("openvino")
+    for runner in (make_backend("openvino", v11), open_exported(v11_onnx, "openvino")):
+        assert runner.details["inference_precision_hint"] == "f32", runner.details  # not bf16 on AMX/AVX512-BF16
+        assert runner.meta is not None and runner.meta.spec == v11.spec
+
+
 def test_auto_picks_the_fastest_installed_backend(v11: sq.SqueezeNet, monkeypatch: pytest.MonkeyPatch) -> None:
     expected = "openvino" if deploy.available("openvino") else "pytorch"
     assert deploy.fastest_backend() == expected
-    monkeypatch.setattr(deploy, "available", lambda runtime: runtime != "openvino")
+    monkeypatch.setattr(backends, "available", lambda runtime: runtime != "openvino")
     assert deploy.fastest_backend() == "pytorch"
 
 
@@ -265,7 +316,8 @@ def test_images_of_every_mode_are_converted(v11: sq.SqueezeNet, v11_onnx: Path, 
                                             tmp_path: Path) -> None:
     paths = _image_in_every_mode(open_image(samples / TENCH), tmp_path)
     assert Image.open(paths["gray16.png"]).mode.startswith("I")  # really 16-bit on disk
-    runner = deploy.BackendModel(open_exported(v11_onnx, "onnxruntime"), v11.spec, v11.preprocess)
+    runner = open_exported(v11_onnx, "onnxruntime")  # a Classifier: the file brings spec and preprocessing
+    assert runner.meta == ModelMeta(v11.spec, v11.preprocess)
     from squeezenet.evaluate import logits
 
     scores, _ = logits(runner, list(paths.values()), batch_size=4)

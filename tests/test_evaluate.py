@@ -12,7 +12,7 @@ import torch
 import squeezenet as sq
 from squeezenet import DataError
 from squeezenet.cli import main
-from squeezenet.data import labelled_images
+from squeezenet.data import labelled_images, list_images
 from squeezenet.evaluate import accuracy, evaluate, predict
 from squeezenet.model import imagenet_classes
 
@@ -143,3 +143,40 @@ def test_weights_without_preprocessing_need_one(tmp_path: Path, small_set: Path)
     assert len(predict(loaded, [small_set / SAMPLES[0]], preprocess="caffe")[0]) == 5
     with pytest.raises(DataError, match="topk"):
         predict(loaded, [small_set / SAMPLES[0]], topk=0, preprocess="caffe")
+
+
+def test_cli_predict_a_folder_lists_its_images_recursively_in_sorted_order(capsys: pytest.CaptureFixture[str],
+                                                                          small_set: Path) -> None:
+    (small_set / "more").mkdir()
+    (small_set / "more" / SAMPLES[1]).symlink_to(small_set / SAMPLES[1])
+    (small_set / ".hidden.JPEG").symlink_to(small_set / SAMPLES[0])
+    expected = sorted([*(small_set / name for name in SAMPLES), small_set / "more" / SAMPLES[1]])
+    assert list_images(small_set) == expected
+    assert list_images(small_set, recursive=False) == sorted(small_set / name for name in SAMPLES)
+    tench = str(small_set / SAMPLES[0])
+    assert main(["predict", str(small_set), tench, "--weights", str(shared_path(V11)), "--topk", "1", "--json"]) == 0
+    entries = json.loads(capsys.readouterr().out)
+    assert [entry["image"] for entry in entries] == [*map(str, expected), tench]
+    by_name = {Path(entry["image"]).name: entry["predictions"][0]["class_index"] for entry in entries}
+    assert by_name["n04562935_water_tower.JPEG"] == 900 and by_name[SAMPLES[0]] == 0
+    empty = small_set / "empty"
+    empty.mkdir()
+    one_line_error(capsys, ["predict", str(empty), "--weights", str(shared_path(V11))], "empty", "no images")
+
+
+def test_five_classes_or_fewer_report_no_top5(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    model = sq.build("1_1", num_classes=3)
+    model.meta = model.meta.replace(preprocessing=sq.get_preprocessing("caffe"), class_names=("a", "b", "c"))
+    weights = str(sq.save(model, tmp_path / "three.safetensors"))
+    folder = shared_path("data/imagenet-samples")
+    for name, image in zip("abc", SAMPLES, strict=False):
+        (tmp_path / "data" / name).mkdir(parents=True)
+        (tmp_path / "data" / name / image).symlink_to(folder / image)
+    assert main(["evaluate", "--weights", weights, "--data", str(tmp_path / "data"), "--json"]) == 0
+    assert set(json.loads(capsys.readouterr().out)) == {"top1", "n"}
+    assert main(["evaluate", "--weights", weights, "--data", str(tmp_path / "data")]) == 0
+    text = capsys.readouterr().out
+    assert "top-1" in text and "top-5" not in text and "over 3 images" in text
+    assert main(["predict", str(folder / SAMPLES[0]), "--weights", weights, "--json"]) == 0
+    (entry,) = json.loads(capsys.readouterr().out)
+    assert sorted(p["name"] for p in entry["predictions"]) == ["a", "b", "c"]  # topk 5 shows the 3 there are

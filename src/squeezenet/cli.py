@@ -103,36 +103,53 @@ def _summary(args: argparse.Namespace) -> int:
 
 
 def _add_predict(commands: argparse._SubParsersAction) -> Handler:
-    parser = commands.add_parser("predict", help="the most probable classes of each image")
-    parser.add_argument("images", nargs="+", metavar="IMAGE")
+    parser = commands.add_parser("predict", help="the most probable classes of each image (or of a folder's images)")
+    parser.add_argument("images", nargs="+", metavar="IMAGE",
+                        help="image files or folders; a folder means every image in it and in its subfolders "
+                             "(recursively), in sorted path order")
     add_weights_arguments(parser)
-    parser.add_argument("--topk", type=int, default=5, help="classes to show per image (default 5)")
+    parser.add_argument("--topk", type=int, default=5,
+                        help="classes to show per image (default 5, or every class when the model has fewer)")
     parser.add_argument("--json", action="store_true", help="print one JSON list")
     add_backend_argument(parser)
     return _predict
 
 
 def add_backend_argument(parser: argparse.ArgumentParser) -> None:
-    """--backend: which runtime runs the model (--weights may then also be an exported .onnx or .xml file)."""
-    from .deploy import BACKENDS
+    """--backend, the same for predict and evaluate: which runtime runs the model, pytorch unless asked."""
+    from .deploy import BACKEND_CHOICES, BACKENDS
 
-    parser.add_argument("--backend", choices=("auto", *BACKENDS), default="auto",
-                        help="runtime: auto (default) = the fastest installed, in the order "
-                             f"{', '.join(BACKENDS)}; with onnxruntime/openvino, --weights may be a file "
-                             "from `squeezenet export`")
+    parser.add_argument("--backend", choices=BACKEND_CHOICES, default="pytorch",
+                        help="runtime, float32 on every CPU: pytorch (default; exports nothing), onnxruntime or "
+                             "openvino (a weights file is exported to ONNX once and cached; --weights may also be "
+                             "a .onnx/.xml file from `squeezenet export`), or auto = the fastest installed, in the "
+                             f"order {', '.join(BACKENDS)}")
+
+
+def _image_arguments(arguments: Sequence[str]) -> list[str]:
+    """predict's IMAGE arguments with each folder replaced by its images (data.list_images: recursive, sorted)."""
+    from pathlib import Path
+
+    from .data import list_images
+
+    images: list[str] = []
+    for argument in arguments:
+        images.extend(map(str, list_images(argument)) if Path(argument).is_dir() else [argument])
+    return images
 
 
 def _predict(args: argparse.Namespace) -> int:
     from .deploy import inference_model
     from .evaluate import predict
 
+    images = _image_arguments(args.images)
     model = inference_model(args.weights, args.backend, arch=args.arch, preprocess=args.preprocess)
-    results = predict(model, args.images, topk=args.topk)
+    results = predict(model, images, topk=args.topk)
     if args.json:
         print(json.dumps([{"image": image, "predictions": [dataclasses.asdict(p) for p in best]}
-                          for image, best in zip(args.images, results, strict=True)], indent=2))
+                          for image, best in zip(images, results, strict=True)], indent=2))
         return 0
-    for image, best in zip(args.images, results, strict=True):
+    for image, best in zip(images, results, strict=True):
         print(image)
         for prediction in best:
             print(f"  {prediction.probability:7.2%}  {prediction.name} ({prediction.class_index})")
@@ -148,16 +165,19 @@ def _add_evaluate(commands: argparse._SubParsersAction) -> Handler:
                                                         "(default: DIR/labels.csv for a flat folder)")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--workers", type=int, default=0, help="image-decoding worker processes (default 0)")
-    parser.add_argument("--json", action="store_true", help='print {"top1": ..., "top5": ..., "n": ...} (fractions)')
+    parser.add_argument("--json", action="store_true",
+                        help='print {"top1": ..., "top5": ..., "n": ...} (fractions; no top5 for 5 classes or fewer)')
+    add_backend_argument(parser)
     return _evaluate
 
 
 def _evaluate(args: argparse.Namespace) -> int:
     from .data import labelled_images
+    from .deploy import inference_model
     from .evaluate import evaluate
 
-    model = load_model(args)
-    items, _ = labelled_images(args.data, args.labels, num_classes=model.spec.num_classes)
+    model = inference_model(args.weights, args.backend, arch=args.arch, preprocess=args.preprocess)
+    items, _ = labelled_images(args.data, args.labels, num_classes=model.meta.spec.num_classes)
     result = evaluate(model, items, batch_size=args.batch_size, workers=args.workers, progress=sys.stderr.isatty())
     if args.json:
         print(json.dumps(result.to_dict()))

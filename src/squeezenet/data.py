@@ -126,6 +126,22 @@ def _is_image(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".") and path.is_file()
 
 
+def list_images(folder: str | Path, *, recursive: bool = True, allow_empty: bool = False) -> list[Path]:
+    """The image files in ``folder`` (and its subfolders when ``recursive``), sorted by path, hidden files skipped.
+
+    The one listing that class folders, ``predict DIR`` and int8 calibration share. DataError when the folder
+    is missing or, unless ``allow_empty``, holds no image.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError(f"{folder}: image folder not found")
+    candidates = folder.rglob("*") if recursive else folder.iterdir()
+    files = sorted(path for path in candidates if _is_image(path))
+    if not files and not allow_empty:
+        raise DataError(f"{folder}: no images found (looked for {', '.join(IMAGE_EXTENSIONS)})")
+    return files
+
+
 def _from_tree(root: Path, class_dirs: Sequence[Path],
                num_classes: int | None) -> tuple[list[tuple[Path, int]], list[str]]:
     class_names = [d.name for d in class_dirs]
@@ -134,7 +150,7 @@ def _from_tree(root: Path, class_dirs: Sequence[Path],
     items: list[tuple[Path, int]] = []
     empty: list[str] = []
     for index, class_dir in enumerate(class_dirs):
-        files = sorted(p for p in class_dir.rglob("*") if _is_image(p))
+        files = list_images(class_dir, allow_empty=True)
         if not files:
             empty.append(class_dir.name)
         items.extend((p, index) for p in files)

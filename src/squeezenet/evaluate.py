@@ -1,7 +1,9 @@
 """Top-1/top-5 over a labelled image set, and top-k predictions for single images.
 
-Images go through the model's own preprocessing (``model.preprocess``, set
-by the weights loader) unless another recipe is given, so Caffe weights see
+The model is a ``Classifier`` (deploy.backends): a SqueezeNet, or a backend
+(ONNX Runtime, OpenVINO) that carries the same ``meta``. Images go through
+its own preprocessing (``meta.preprocessing``, set by the weights loader or
+the exported file) unless another recipe is given, so Caffe weights see
 BGR 0-255 minus the mean and torchvision weights their normalised RGB.
 Evaluation is batched with a DataLoader; decoding and resizing are the slow
 part on CPU, so ``workers`` > 0 overlaps them with the forward passes.
@@ -13,6 +15,7 @@ import contextlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -22,15 +25,28 @@ from tqdm import tqdm
 
 from .data import open_image
 from .errors import DataError
+from .model import ModelMeta
 from .preprocess import Preprocessing, get_preprocessing
 
+if TYPE_CHECKING:
+    from .deploy.backends import Classifier
 
-def _resolve_preprocessing(model: nn.Module, preprocess: str | Preprocessing | None) -> Preprocessing:
+
+def _meta(model: Classifier) -> ModelMeta:
+    meta = getattr(model, "meta", None)
+    if not isinstance(meta, ModelMeta):
+        raise DataError(f"{getattr(model, 'name', type(model).__name__)}: carries no model metadata (spec, "
+                        "preprocessing); predict and evaluate need a SqueezeNet or a backend built from one")
+    return meta
+
+
+def _resolve_preprocessing(model: Classifier, preprocess: str | Preprocessing | None) -> Preprocessing:
     if preprocess is not None:
         return get_preprocessing(preprocess)
-    if isinstance(getattr(model, "preprocess", None), Preprocessing):
-        return model.preprocess
-    raise DataError("the model carries no preprocessing (weights without one); pass preprocess= or --preprocess")
+    recipe = _meta(model).preprocessing
+    if recipe is None:
+        raise DataError("the model carries no preprocessing (weights without one); pass preprocess= or --preprocess")
+    return recipe
 
 
 class _Images(Dataset):
@@ -56,18 +72,26 @@ def _image_batches(items: Sequence[tuple[Path, int]], recipe: Preprocessing, bat
 
 
 @contextlib.contextmanager
-def _inference(model: nn.Module) -> Iterator[Callable[[torch.Tensor], torch.Tensor]]:
-    """``model`` in eval mode as a function of a CPU batch (moved to the model's device), restored after."""
-    device = next(model.parameters()).device
+def _inference(model: Classifier) -> Iterator[Callable[[torch.Tensor], torch.Tensor]]:
+    """``model`` as a function from a CPU batch to CPU float logits.
+
+    A backend is that already. A torch module (a SqueezeNet) runs in eval mode
+    on its own device, and its training flag is restored afterwards.
+    """
+    if not isinstance(model, nn.Module):
+        yield lambda batch: model(batch).float()
+        return
+    parameter = next(model.parameters(), None)
+    device = parameter.device if parameter is not None else torch.device("cpu")
     was_training = model.training
     model.eval()
     try:
-        yield lambda batch: model(batch.to(device)).float()
+        yield lambda batch: model(batch.to(device)).float().cpu()
     finally:
         model.train(was_training)
 
 
-def logits(model: nn.Module, items: Sequence[tuple[Path, int]] | Sequence[Path],
+def logits(model: Classifier, items: Sequence[tuple[Path, int]] | Sequence[Path],
            preprocess: str | Preprocessing | None = None, batch_size: int = 32, workers: int = 0,
            progress: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """(logits (N, classes), labels (N,)) for images given as paths or (path, label) pairs (label -1 if none)."""
@@ -77,7 +101,7 @@ def logits(model: nn.Module, items: Sequence[tuple[Path, int]] | Sequence[Path],
     with _inference(model) as run, torch.inference_mode(), \
             tqdm(total=len(pairs), unit="img", disable=not progress, leave=False) as bar:
         for batch, batch_labels in _image_batches(pairs, recipe, batch_size, workers):
-            outputs.append(run(batch).cpu())
+            outputs.append(run(batch))
             labels.append(batch_labels)
             bar.update(len(batch_labels))
     return torch.cat(outputs), torch.cat(labels)
@@ -143,10 +167,11 @@ def accuracy(scores: torch.Tensor, labels: torch.Tensor) -> Accuracy:
     return tally.accuracy()
 
 
-def evaluate(model: nn.Module, items: Sequence[tuple[Path, int]], preprocess: str | Preprocessing | None = None,
+def evaluate(model: Classifier, items: Sequence[tuple[Path, int]], preprocess: str | Preprocessing | None = None,
              batch_size: int = 32, workers: int = 0, progress: bool = False) -> Accuracy:
-    """Top-1/top-5 of ``model`` over labelled images (e.g. from data.labelled_images)."""
-    num_classes = model.spec.num_classes
+    """Top-1/top-5 of ``model`` (a SqueezeNet or a deploy backend) over labelled images (e.g. from
+    data.labelled_images); top-5 is None for 5 classes or fewer."""
+    num_classes = _meta(model).spec.num_classes
     bad = next(((path, label) for path, label in items if not 0 <= label < num_classes), None)
     if bad is not None:
         raise DataError(f"{bad[0]}: label {bad[1]} is outside the model's {num_classes} classes")
@@ -162,14 +187,15 @@ class Prediction:
     probability: float
 
 
-def predict(model: nn.Module, images: Sequence[str | Path], topk: int = 5,
+def predict(model: Classifier, images: Sequence[str | Path], topk: int = 5,
             preprocess: str | Preprocessing | None = None) -> list[list[Prediction]]:
-    """The ``topk`` most probable classes (softmax of the logits) for each image, most probable first."""
+    """The ``topk`` most probable classes (softmax of the logits) for each image, most probable first (at most
+    as many as the model has classes)."""
     if topk < 1:
         raise DataError(f"topk must be at least 1, got {topk}")
     scores, _ = logits(model, [Path(image) for image in images], preprocess)
     probabilities = scores.softmax(dim=1)
-    names = model.meta.labels
+    names = _meta(model).labels
     best = probabilities.topk(min(topk, probabilities.shape[1]), dim=1)
     return [[Prediction(int(i), names[int(i)], float(p)) for p, i in zip(values, indices, strict=True)]
             for values, indices in zip(best.values, best.indices, strict=True)]

@@ -5,13 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from .errors import TrainingError
+from .extras import require
 from .train import read_metrics
 
 
 def plot_run(run: str | Path, path: str | Path | None = None) -> Path:
     """Draw RUN/metrics.jsonl to ``path`` (default RUN/curves.png) and return where it went."""
-    import matplotlib
-
+    matplotlib = require("matplotlib", "plotting training curves")
     matplotlib.use("Agg")  # files only: no display needed
     import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator

@@ -1,0 +1,41 @@
+"""Optional toolkits: exporters, runtimes and plotting are pip extras, imported only by the code that needs them.
+
+A core install loads, trains and evaluates. ONNX export and ONNX Runtime
+(``squeezenet[onnx]``), OpenVINO and NNCF (``squeezenet[openvino]``) and
+matplotlib (``squeezenet[plot]``) come as extras; ``require`` turns a
+missing one into a single line that names the extra to install.
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+from .errors import SqueezeNetError
+
+EXTRA_OF = {  # top-level module -> the extra that installs it (pyproject.toml's optional-dependencies)
+    "onnx": "onnx",
+    "onnxruntime": "onnx",
+    "onnxscript": "onnx",
+    "openvino": "openvino",
+    "nncf": "openvino",
+    "matplotlib": "plot",
+    "tensorboard": "tensorboard",
+}
+
+
+class MissingExtraError(SqueezeNetError):
+    """An optional toolkit is not installed; the message names the extra that brings it."""
+
+
+def require(module: str, purpose: str) -> ModuleType:
+    """``module`` imported, or MissingExtraError: "<purpose> needs the <extra> extra (why): pip install ..."."""
+    package = module.partition(".")[0]
+    try:
+        importlib.import_module(package)  # first: a submodule imported earlier would hide a package gone since
+        return importlib.import_module(module)
+    except ImportError as error:
+        extra = EXTRA_OF.get(package, package)
+        reason = " ".join(str(error).split()) or type(error).__name__
+        raise MissingExtraError(f"{purpose} needs the {extra} extra ({reason}): "
+                                f"pip install 'squeezenet[{extra}]'") from None
