@@ -44,6 +44,7 @@ from .deploy import (
 from .errors import DataError, SqueezeNetError
 from .model import SqueezeNet
 from .preprocess import Preprocessing
+from .text import text_table
 
 BASELINE = "torchvision-eager"
 REFERENCE = "openvino-default"
@@ -237,20 +238,11 @@ class Report:
                 *(_fmt(self._ratio(row, BASELINE, b), 2) for b in self.batches),
                 *(_fmt(self._ratio(row, REFERENCE, b), 2) for b in self.batches),
             ])
-        full = [header, *(cells for cells in table if len(cells) == len(header))]
-        widths = [max(len(cells[i]) for cells in full) for i in range(len(header))]
         lines = [f"SqueezeNet {self.arch} at {self.input_size}x{self.input_size}, weights: {self.weights or 'random'}; "
                  f"{self.warmup} warm-up calls per batch size, then {self.rounds} round(s) of "
                  + ", ".join(f"{n} call(s) at batch {b}" for b, n in self.calls.items())
-                 + f" per backend; {self.machine.get('cpu')}, {self.machine.get('logical_cpus')} CPUs"]
-        for cells in [header, *table]:
-            if len(cells) < len(header):
-                lines.append(f"{cells[0].ljust(widths[0])}  {cells[1]}")
-            else:
-                lines.append("  ".join(cell.ljust(w) if i == 0 else cell.rjust(w)
-                                       for i, (cell, w) in enumerate(zip(cells, widths, strict=True))))
-            if cells is header:
-                lines.append("  ".join("-" * w for w in widths))
+                 + f" per backend; {self.machine.get('cpu')}, {self.machine.get('logical_cpus')} CPUs",
+                 *text_table(header, table)]
         fastest = self.fastest(first)
         if fastest is not None:
             ratios = [f"{ratio:.2f}x {other}" for other in (REFERENCE, BASELINE)

@@ -19,23 +19,20 @@ import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 from torch.utils.data import DataLoader, Dataset
-from torchvision.transforms import v2
-from torchvision.transforms.v2 import functional as F
 
-from .errors import DataError
+from .errors import DataError, one_line
 from .preprocess import TORCHVISION, Preprocessing
 
+if TYPE_CHECKING:
+    from torchvision.transforms import v2
+
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm")
-
-def _one_line(error: BaseException) -> str:
-    text = " ".join(str(error).split()) or type(error).__name__
-    return text if len(text) <= 200 else text[:197] + "..."
-
 
 def open_image(path: str | Path, exif_transpose: bool = False) -> Image.Image:
     """Any image file -> an RGB PIL image, decoded now (so a corrupt file fails here, not later).
@@ -66,11 +63,11 @@ def open_image(path: str | Path, exif_transpose: bool = False) -> Image.Image:
     except UnidentifiedImageError:
         raise DataError(f"{path}: not an image file Pillow can read") from None
     except (OSError, SyntaxError, ValueError, TypeError, EOFError) as error:
-        raise DataError(f"{path}: corrupt or unreadable image ({_one_line(error)})") from None
+        raise DataError(f"{path}: corrupt or unreadable image ({one_line(error)})") from None
     try:
         return _to_rgb(image)
     except (OSError, ValueError, TypeError) as error:
-        raise DataError(f"{path}: cannot convert image mode {image.mode!r} to RGB ({_one_line(error)})") from None
+        raise DataError(f"{path}: cannot convert image mode {image.mode!r} to RGB ({one_line(error)})") from None
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:
@@ -171,7 +168,7 @@ def _from_csv(root: Path, labels_csv: Path, num_classes: int | None) -> tuple[li
     except FileNotFoundError:
         raise DataError(f"{labels_csv}: labels file not found") from None
     except (OSError, UnicodeDecodeError, csv.Error) as error:
-        raise DataError(f"{labels_csv}: cannot read labels file ({_one_line(error)})") from None
+        raise DataError(f"{labels_csv}: cannot read labels file ({one_line(error)})") from None
     if not rows:
         raise DataError(f"{labels_csv}: labels file is empty")
     header = [cell.strip().lower() for cell in rows[0]]
@@ -289,6 +286,8 @@ class CachedImages(Dataset):
         return images[0], int(labels[0])
 
     def batch(self, keys: Sequence[Key]) -> tuple[torch.Tensor, torch.Tensor]:
+        from torchvision.transforms.v2 import functional as F  # torchvision takes seconds to import: when used
+
         index = torch.tensor([k[0] for k in keys], dtype=torch.long)
         images, labels = self.images[index], self.labels[index]
         if not self.augment:
@@ -325,6 +324,8 @@ class ImageFiles(Dataset):
         self.train_transform = self._augmentation(default_crop_padding(image_size))
 
     def _augmentation(self, padding: int) -> v2.Compose:
+        from torchvision.transforms import v2
+
         size = self.image_size
         first = [v2.Resize([size, size], antialias=True), v2.RandomCrop(size, padding=padding)] \
             if size <= SMALL_IMAGE_MAX else [v2.RandomResizedCrop(size, antialias=True)]
@@ -478,6 +479,8 @@ def _imagenet_preprocessing(name: str, size: int) -> Preprocessing:
 
 def _resized(images: torch.Tensor, size: int) -> torch.Tensor:
     """A uint8 batch squashed to size x size as Preprocessing does it (PIL, bilinear, antialiased)."""
+    from torchvision.transforms.v2 import functional as F
+
     if images.shape[-2:] == (size, size):
         return images
     return torch.stack([F.pil_to_tensor(F.resize(F.to_pil_image(image), [size, size], antialias=True))
@@ -525,10 +528,10 @@ def _torchvision_cifar10(size: int, download: bool) -> Datasets:
         train = CIFAR10(str(root), train=True, download=download)
         test = CIFAR10(str(root), train=False, download=download)
     except RuntimeError as error:  # torchvision's "Dataset not found or corrupted"
-        raise DataError(f"CIFAR-10 not found in {root} ({_one_line(error)}); pass --download on a machine with "
+        raise DataError(f"CIFAR-10 not found in {root} ({one_line(error)}); pass --download on a machine with "
                         "internet, or --data PATH/cifar10-jpeg.tar.gz") from None
     except OSError as error:
-        raise DataError(f"CIFAR-10 download into {root} failed ({_one_line(error)})") from None
+        raise DataError(f"CIFAR-10 download into {root} failed ({one_line(error)})") from None
 
     def tensors(split: CIFAR10) -> tuple[torch.Tensor, torch.Tensor]:
         return torch.from_numpy(split.data).permute(0, 3, 1, 2).contiguous(), torch.tensor(split.targets)
@@ -553,7 +556,7 @@ def _unpack(archive: Path) -> Path:
         shutil.rmtree(temporary, ignore_errors=True)
         if target.is_dir():  # another process finished first
             return target
-        raise DataError(f"{archive}: cannot unpack ({_one_line(error)})") from None
+        raise DataError(f"{archive}: cannot unpack ({one_line(error)})") from None
     return target
 
 
@@ -645,6 +648,8 @@ def _first_size(items: list[tuple[Path, int]], folder: Path) -> int:
 def _decode_all(items: list[tuple[Path, int]], size: int,
                 strict: bool) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
     """Decode a whole (small-image) split into one uint8 tensor, squashed to size x size; skip bad files."""
+    from torchvision.transforms.v2 import functional as F
+
     images = torch.empty((len(items), 3, size, size), dtype=torch.uint8)
     labels, bad = [], []
     for path, label in items:
@@ -671,7 +676,7 @@ def _openable(items: list[tuple[Path, int]], strict: bool) -> tuple[list[tuple[P
                 pass
         except (OSError, SyntaxError, ValueError) as error:
             if strict:
-                raise DataError(f"{path}: not a readable image ({_one_line(error)}); --strict makes "
+                raise DataError(f"{path}: not a readable image ({one_line(error)}); --strict makes "
                                 "unreadable images an error") from None
             bad.append(str(path))
             continue

@@ -1,10 +1,20 @@
 """Typed errors: every bad input the package can meet ends in one of these.
 
 Each carries a one-line message that names the file (or field) and the problem,
-so the CLI can print it as is and exit with code 2.
+so the CLI can print it as is and exit with code 2. ``one_line`` turns a foreign
+library's exception into the short reason such a message quotes.
 """
 
 from __future__ import annotations
+
+import re
+
+
+def one_line(error: BaseException, limit: int = 200) -> str:
+    """An exception as one short line: whitespace folded, terminal colour codes dropped, at most ``limit``
+    characters (torch.onnx and OpenVINO put pages of advice and colour in theirs)."""
+    text = " ".join(re.sub(r"\x1b\[[0-9;]*m", "", str(error)).split()) or type(error).__name__
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 class SqueezeNetError(ValueError):
@@ -33,3 +43,15 @@ class TrainingError(SqueezeNetError):
 
 class ExportError(SqueezeNetError):
     """An export that failed, or whose outputs do not match PyTorch's."""
+
+
+class CompressionError(SqueezeNetError):
+    """Compression settings that cannot apply (unknown layer, bits out of range, bad density)."""
+
+
+class ExploreError(SqueezeNetError):
+    """A sweep that cannot run as asked: bad --sweep syntax, or a sweep folder made with other settings."""
+
+
+class MissingExtraError(SqueezeNetError):
+    """An optional toolkit is not installed; the message names the extra that brings it."""

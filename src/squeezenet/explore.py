@@ -33,16 +33,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import SpecError, SqueezeNetError, TrainingError
+from .errors import ExploreError, SpecError, TrainingError
 from .model import summary
 from .spec import BYPASS_MODES, Metaparameters, Spec, get_spec
 from .train import RESUME_OVERRIDES, TrainConfig, read_metrics, spec_overrides, train
 from .weights.io import read_safetensors, write_atomic
-
-
-class ExploreError(SqueezeNetError):
-    """A sweep that cannot run as asked: bad --sweep syntax, or a sweep folder made with other settings."""
-
 
 # -- sweeps and points -----------------------------------------------------------------------------------------------
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-from .errors import SqueezeNetError
+from .errors import MissingExtraError, one_line
 
 EXTRA_OF = {  # top-level module -> the extra that installs it (pyproject.toml's optional-dependencies)
     "onnx": "onnx",
@@ -24,10 +24,6 @@ EXTRA_OF = {  # top-level module -> the extra that installs it (pyproject.toml's
 }
 
 
-class MissingExtraError(SqueezeNetError):
-    """An optional toolkit is not installed; the message names the extra that brings it."""
-
-
 def require(module: str, purpose: str) -> ModuleType:
     """``module`` imported, or MissingExtraError: "<purpose> needs the <extra> extra (why): pip install ..."."""
     package = module.partition(".")[0]
@@ -36,6 +32,5 @@ def require(module: str, purpose: str) -> ModuleType:
         return importlib.import_module(module)
     except ImportError as error:
         extra = EXTRA_OF.get(package, package)
-        reason = " ".join(str(error).split()) or type(error).__name__
-        raise MissingExtraError(f"{purpose} needs the {extra} extra ({reason}): "
+        raise MissingExtraError(f"{purpose} needs the {extra} extra ({one_line(error)}): "
                                 f"pip install 'squeezenet[{extra}]'") from None

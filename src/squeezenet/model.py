@@ -22,6 +22,7 @@ from torch import nn
 from .errors import InputSizeError
 from .preprocess import Preprocessing
 from .spec import FireSpec, Spec, get_spec, pool_name
+from .text import text_table
 
 
 @functools.cache
@@ -269,15 +270,9 @@ class Summary:
             ])
         rows.append(["total", *("" for _ in sizes), "", "", "", f"{self.total_params:,}",
                      *(f"{self.total_macs(s):,}" for s in sizes)])
-        widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-        lines = [f"SqueezeNet {self.spec.name!r}: {self.spec.num_classes} classes, "
-                 f"{self.total_params:,} parameters ({self.total_params * 4 / 1e6:.2f} MB as float32)"]
-        for row in [header, *rows]:
-            lines.append("  ".join(cell.ljust(w) if i == 0 else cell.rjust(w)
-                                   for i, (cell, w) in enumerate(zip(row, widths, strict=True))))
-            if row is header:
-                lines.append("  ".join("-" * w for w in widths))
-        return "\n".join(lines)
+        title = (f"SqueezeNet {self.spec.name!r}: {self.spec.num_classes} classes, "
+                 f"{self.total_params:,} parameters ({self.total_params * 4 / 1e6:.2f} MB as float32)")
+        return "\n".join([title, *text_table(header, rows)])
 
 
 def summary(model_or_spec: nn.Module | Spec | str, input_size: int | tuple[int, ...] = (224, 227)) -> Summary:

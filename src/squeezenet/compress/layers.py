@@ -13,13 +13,9 @@ import fnmatch
 from collections.abc import Callable, Mapping
 from typing import TypeVar
 
-from ..errors import SqueezeNetError
+from ..errors import CompressionError
 
 T = TypeVar("T")
-
-
-class CompressionError(SqueezeNetError):
-    """Compression settings that cannot apply (unknown layer, bits out of range, bad density)."""
 
 
 def per_layer(value: T | Mapping[str, T], names: list[str], what: str, check: Callable[[T], None],

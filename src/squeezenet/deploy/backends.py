@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import importlib.util
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import ExportError, InputSizeError, SqueezeNetError, WeightsError
+from ..errors import ExportError, InputSizeError, SqueezeNetError, WeightsError, one_line
 from ..extras import require
 from ..model import ModelMeta
 from ..preprocess import Preprocessing
@@ -56,10 +55,9 @@ class Classifier(Protocol):
 
 
 def first_line(error: BaseException) -> str:
-    """The error's first line, without terminal colour codes, at most 300 characters."""
-    lines = re.sub(r"\x1b\[[0-9;]*m", "", str(error)).strip().splitlines()
-    text = " ".join(lines[0].split()) if lines else type(error).__name__
-    return text if len(text) <= 300 else text[:297] + "..."
+    """The first line of a runtime's error (the rest is advice), without colour codes, at most 300 characters."""
+    lines = str(error).strip().splitlines()
+    return one_line(RuntimeError(lines[0]) if lines else error, 300)
 
 
 def input_size_of(model: nn.Module, input_size: int | None) -> int:

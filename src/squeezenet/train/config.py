@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from ..errors import TrainingError
+from ..errors import TrainingError, one_line
 from ..spec import BYPASS_MODES
 
 
@@ -190,7 +190,7 @@ def load_config(path: str | Path, base: TrainConfig | None = None) -> TrainConfi
     except FileNotFoundError:
         raise TrainingError(f"{path}: config file not found") from None
     except (OSError, UnicodeDecodeError, yaml.YAMLError, RecursionError) as error:  # RecursionError: deep nesting
-        raise TrainingError(f"{path}: not a readable YAML config ({' '.join(str(error).split())[:160]})") from None
+        raise TrainingError(f"{path}: not a readable YAML config ({one_line(error, 160)})") from None
     return config_from_dict(values or {}, str(path), base)
 
 

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..errors import SqueezeNetError, TrainingError
+from ..errors import SqueezeNetError, TrainingError, one_line
 from ..model import SqueezeNet
 from ..spec import Spec
 from ..weights.io import save as save_weights
@@ -62,7 +62,7 @@ class RunFolder:
         try:
             return Spec.from_json(self.spec.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, SqueezeNetError) as error:
-            raise TrainingError(f"{self.spec}: unreadable spec ({' '.join(str(error).split())[:160]})") from None
+            raise TrainingError(f"{self.spec}: unreadable spec ({one_line(error, 160)})") from None
 
     def read_state(self) -> dict[str, Any]:
         if not self.state.is_file():
@@ -70,7 +70,7 @@ class RunFolder:
         try:
             return torch.load(self.state, map_location="cpu", weights_only=True)
         except Exception as error:  # torch raises many types on damaged files
-            raise TrainingError(f"{self.state}: unreadable resume state ({' '.join(str(error).split())[:120]})") \
+            raise TrainingError(f"{self.state}: unreadable resume state ({one_line(error, 120)})") \
                 from None
 
     def save(self, model: SqueezeNet, state: dict[str, Any], metadata: dict[str, str], best: bool) -> None:

@@ -98,8 +98,3 @@ def read_bytes(path: Path) -> bytes:
     except OSError as error:
         raise WeightsError(f"{path}: cannot read ({error.strerror or error})") from None
 
-
-def first_line(error: BaseException) -> str:
-    """An exception as one short line, for messages that name a file."""
-    text = " ".join(str(error).split()) or type(error).__name__
-    return text if len(text) <= 160 else text[:157] + "..."

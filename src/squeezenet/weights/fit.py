@@ -13,10 +13,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import SqueezeNetError, WeightsError
+from ..errors import SqueezeNetError, WeightsError, one_line
 from ..model import SqueezeNet
 from ..spec import PRESETS, Spec, get_spec
-from .files import first_line
 
 Converter = Callable[[SqueezeNet], dict[str, torch.Tensor]]
 
@@ -35,7 +34,7 @@ def build_first_fit(path: Path, arch: str | Spec | None, adjust: Callable[[Spec]
             with torch.device("meta"):
                 skeleton = SqueezeNet(spec)
         except (SqueezeNetError, RuntimeError, TypeError, OverflowError) as error:  # sizes torch cannot hold
-            errors.append(f"{path}: architecture {spec.name!r} cannot be built ({first_line(error)})")
+            errors.append(f"{path}: architecture {spec.name!r} cannot be built ({one_line(error, 160)})")
             continue
         try:
             state = convert(skeleton)
@@ -46,7 +45,7 @@ def build_first_fit(path: Path, arch: str | Spec | None, adjust: Callable[[Spec]
         try:
             model.load_state_dict(state, strict=True)
         except RuntimeError as error:  # a dtype torch cannot copy into float parameters
-            raise WeightsError(f"{path}: tensors do not load ({first_line(error)})") from None
+            raise WeightsError(f"{path}: tensors do not load ({one_line(error, 160)})") from None
         return model
     if len(candidates) == 1:
         raise WeightsError(errors[0])

@@ -16,11 +16,11 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save as safetensors_bytes
 
-from ..errors import SqueezeNetError, WeightsError
+from ..errors import SqueezeNetError, WeightsError, one_line
 from ..model import SqueezeNet
 from ..preprocess import Preprocessing
 from ..spec import Spec
-from .files import PathLike, existing, first_line, write_atomic
+from .files import PathLike, existing, write_atomic
 from .fit import build_first_fit, classes_of, fit
 
 FORMAT_NAME = "squeezenet"
@@ -78,7 +78,7 @@ def read_safetensors(path: PathLike) -> StoredWeights:
             metadata = dict(file.metadata() or {})
             state_dict = {name: file.get_tensor(name) for name in file.keys()}  # noqa: SIM118 (not a dict)
     except (SafetensorError, OSError, ValueError, RuntimeError) as error:
-        raise WeightsError(f"{path}: not a readable safetensors file ({first_line(error)})") from None
+        raise WeightsError(f"{path}: not a readable safetensors file ({one_line(error, 160)})") from None
     spec = preprocessing = None
     try:
         if "spec" in metadata:

@@ -12,11 +12,10 @@ from pathlib import Path
 
 import torch
 
-from ..errors import WeightsError
+from ..errors import WeightsError, one_line
 from ..model import SqueezeNet
 from ..preprocess import TORCHVISION, Preprocessing
 from ..spec import Spec
-from .files import first_line
 from .fit import build_first_fit, classes_of, fit
 from .torchvision import from_torchvision
 
@@ -42,7 +41,7 @@ def _state_dict(path: Path) -> dict[str, torch.Tensor]:
     try:
         loaded = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises many types (UnpicklingError, RuntimeError, EOFError...) on bad files
-        raise WeightsError(f"{path}: not a readable PyTorch weights file ({first_line(error)})") from None
+        raise WeightsError(f"{path}: not a readable PyTorch weights file ({one_line(error, 160)})") from None
     if isinstance(loaded, Mapping) and isinstance(loaded.get("state_dict"), Mapping):
         loaded = loaded["state_dict"]
     if not isinstance(loaded, Mapping) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
