@@ -93,6 +93,7 @@ class ImageNetSamples:
 
 def run(weights: str | Path | sq.SqueezeNet, out: Path, evaluate: Callable | None, **settings: Any) -> dict:
     start = time.perf_counter()
+    settings = {"init": "linear", **settings}  # the rows were measured with the paper's start unless they name one
     result = sq.compress(weights, out, evaluate=evaluate, **settings)
     row = {"file": str(out), "bytes": result.report.total_bytes, "settings": _plain(settings),
            "accuracy": result.report.accuracy_after, "seconds": round(time.perf_counter() - start, 1)}
@@ -173,8 +174,8 @@ def bench_fisher(out: Path, limit: int | None, seeds: int, configs: list[int] | 
             continue
         settings = dict(settings)
         calibrated, saving = settings.pop("fisher", False), settings.pop("allocate", None)
-        if settings.pop("correct", False):
-            settings["bias_correction"] = calibration
+        if settings.pop("correct", False):  # the images correct the biases; each seed's Fisher information is given
+            settings.update(calibration=calibration, fisher=False)
         runs = []
         for seed in range(seeds) if calibrated else [0]:
             chosen = {**settings, "importance": fishers[seed]} if calibrated else settings

@@ -19,7 +19,7 @@ from .test_compress_sqz import small_model
 @pytest.mark.slow
 def test_training_loop_finetunes_pruned_and_shared_weights(tmp_path: Path) -> None:
     model = small_model()  # 10 classes at 32x32: the embedded digits fit
-    plain = sq.compress(model, tmp_path / "plain.sqz", prune=0.5, bits=3)
+    plain = sq.compress(model, tmp_path / "plain.sqz", prune=0.5, bits=3, init="linear")  # as fine-tuning picks
     finetune = train_finetuner("digits", 1, tmp_path / "runs", batch_size=64, time_limit=3.0, lr=0.05)
     tuned = sq.compress(model, tmp_path / "tuned.sqz", prune=0.5, bits=3, finetune=finetune,
                         evaluate=evaluator_for("digits"))
@@ -49,7 +49,7 @@ def test_distillation_moves_the_shared_values_toward_the_teacher(tmp_path: Path)
     teacher = sq.build(tiny_model().spec.replace(final_relu=False)).eval()
     images = torch.randn(48, 3, 32, 32, generator=torch.Generator().manual_seed(0))
     calibration, unseen = images[:32], images[32:]
-    plain = sq.compress(teacher, tmp_path / "plain.sqz", prune=0.5, bits=2)
+    plain = sq.compress(teacher, tmp_path / "plain.sqz", prune=0.5, bits=2, init="linear")  # as fine-tuning picks
     tuned = sq.compress(teacher, tmp_path / "tuned.sqz", prune=0.5, bits=2,
                         finetune=distill_finetuner(teacher, calibration, epochs=20, lr=1e-3, progress=False))
     # Closer to the teacher, also on images it was not tuned on; the codes and the pruning are untouched.

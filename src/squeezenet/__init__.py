@@ -5,7 +5,7 @@
     print(sq.summary("1_0"))
 """
 
-from .compress import compress  # sq.compress is the function
+from .compress import CompressConfig, compress  # sq.compress is the function
 from .deploy import ExportError, export_onnx, export_openvino
 from .errors import DataError, InputSizeError, SpecError, SqueezeNetError, TrainingError, WeightsError
 from .model import Fire, SqueezeNet, Summary, build, summary
@@ -20,6 +20,7 @@ __version__ = "0.1.0"
 __all__ = [
     "PREPROCESSING_PRESETS",
     "PRESETS",
+    "CompressConfig",
     "DataError",
     "ExportError",
     "Fire",

@@ -346,6 +346,10 @@ def _explore(args: argparse.Namespace) -> int:
 
 
 def _add_compress(commands: argparse._SubParsersAction) -> Handler:
+    from .compress.config import AUTO_INIT, CompressConfig
+    from .compress.quantize import INITS
+
+    default = CompressConfig()  # the flags' defaults are the API's
     parser = commands.add_parser(
         "compress", help="Deep Compression: prune, share weights, Huffman-code into a .sqz file",
         description="Prune by magnitude, share weights by k-means, optionally fine-tune and Huffman-code, and write "
@@ -353,38 +357,42 @@ def _add_compress(commands: argparse._SubParsersAction) -> Handler:
                     "FILE.net and 8-bit codes, the paper's own layout). Prints a per-layer table of bytes.")
     add_weights_arguments(parser)
     parser.add_argument("--out", required=True, metavar="FILE", help="FILE.sqz, or FILE.net for the paper's layout")
-    parser.add_argument("--prune", default="none", metavar="paper|none|DENSITY",
+    parser.add_argument("--prune", default=default.prune, metavar="paper|none|DENSITY",
                         help="paper: Table 1's per-layer densities; none (default): keep every non-zero weight; "
                              "or one density in (0, 1] for every layer")
-    parser.add_argument("--bits", type=int, default=6, help="bits per shared-weight code, 1..8 (default 6)")
+    parser.add_argument("--bits", type=int, default=default.bits, help="bits per shared-weight code, 1..8 (default 6)")
     parser.add_argument("--bits-per-layer", metavar="SPEC",
                         help='per-layer bits over --bits, by layer name or pattern: "conv1=8,fire*.squeeze=7"')
-    parser.add_argument("--init", choices=("linear", "density", "kmeans++"), default="linear",
-                        help="k-means start: linear over [min, max] (the paper's, best before fine-tuning), density, "
-                             "or kmeans++ (closest fit when there is no fine-tuning)")
+    parser.add_argument("--init", choices=(AUTO_INIT, *INITS), default=default.init,
+                        help="k-means start: auto (default) = linear with --finetune-data (the paper's, best when "
+                             "fine-tuning follows), else kmeans++ (closest fit without fine-tuning); or density")
     parser.add_argument("--calib", metavar="DIR",
                         help="unlabelled images (for models whose training data is not at hand): weigh each "
                              "weight's k-means error by its Fisher information on them, and correct each layer's "
                              "mean shift after sharing on them")
-    parser.add_argument("--calib-images", type=int, default=100, metavar="N",
+    parser.add_argument("--calib-images", type=int, default=default.calib_images, metavar="N",
                         help="calibration images to use, the first N in sorted order (default 100)")
+    parser.add_argument("--no-fisher", dest="fisher", action="store_false",
+                        help="with --calib: use the images for bias correction only")
     parser.add_argument("--no-bias-correction", dest="bias_correction", action="store_false",
                         help="with --calib: use the images for the Fisher weighting only")
-    parser.add_argument("--rate-cost", type=float, default=0.0,
+    parser.add_argument("--rate-cost", type=float, default=default.rate_cost,
                         help="trade k-means error for shorter Huffman codes (entropy-constrained; try 1e-5 with "
                              "--calib; default 0: off)")
     parser.add_argument("--huffman", action="store_true", help="Huffman-code codes and gaps (each where smaller)")
-    parser.add_argument("--layout", choices=("auto", "sparse", "dense"), default="auto",
+    parser.add_argument("--layout", choices=("auto", "sparse", "dense"), default=default.layout,
                         help="sparse (relative indices), dense (a code per weight) or auto: smaller per layer")
-    parser.add_argument("--gap-bits", default="4", metavar="N|auto",
+    parser.add_argument("--gap-bits", default=str(default.gap_bits), metavar="N|auto",
                         help="bits of a relative index in the sparse layout, 1..8, or auto (default 4)")
-    parser.add_argument("--codebook", choices=("float32", "float16"), default="float32", help="shared-value type")
-    parser.add_argument("--bias", choices=("float32", "float16"), default="float32", help="bias type")
+    parser.add_argument("--codebook", dest="codebook_dtype", choices=("float32", "float16"),
+                        default=default.codebook_dtype, help="shared-value type")
+    parser.add_argument("--bias", dest="raw_dtype", choices=("float32", "float16"), default=default.raw_dtype,
+                        help="bias type")
     parser.add_argument("--finetune-data", metavar="DATA",
                         help="fine-tune after pruning and after sharing on this training data (digits, a folder, "
                              "a .tar.gz) with the training loop")
-    parser.add_argument("--epochs", type=int, default=1, help="fine-tuning epochs per stage (default 1)")
-    parser.add_argument("--lr", type=float, default=None, help="fine-tuning learning rate (default 0.004)")
+    parser.add_argument("--epochs", type=int, default=default.epochs, help="fine-tuning epochs per stage (default 1)")
+    parser.add_argument("--lr", type=float, default=default.lr, help="fine-tuning learning rate (default 0.004)")
     parser.add_argument("--finetune-out", metavar="DIR", help="fine-tuning run folders (default FILE.finetune)")
     parser.add_argument("--eval-data", metavar="DATA",
                         help="measure top-1/top-5 before and after: labelled images (labels.csv or class "
@@ -395,50 +403,31 @@ def _add_compress(commands: argparse._SubParsersAction) -> Handler:
 
 def _compress(args: argparse.Namespace) -> int:
     from .compress import compress
-    from .compress.finetune import evaluator_for, train_finetuner
-    from .compress.layers import parse_per_layer
+    from .compress.config import CompressConfig
     from .compress.prune import parse_prune
-    from .weights.registry import resolve
 
-    bits: int | dict[str, int] = args.bits
-    if args.bits_per_layer:
-        bits = {"*": args.bits, **parse_per_layer(args.bits_per_layer, int, "--bits-per-layer")}
-    gap_bits: int | str = args.gap_bits if args.gap_bits == "auto" else _int_option(args.gap_bits, "--gap-bits")
-    finetune = None
-    if args.finetune_data:
-        overrides = {"lr": args.lr} if args.lr is not None else {}
-        finetune = train_finetuner(args.finetune_data, args.epochs, args.finetune_out or f"{args.out}.finetune",
-                                   **overrides)
-    evaluate = evaluator_for(args.eval_data) if args.eval_data else None
-    importance = images = None
-    if args.calib:
-        import numpy as np
-        import torch
-
-        from .compress.importance import fisher_information
-        from .deploy import calibration_inputs
-        from .weights.io import load
-
-        model = load(resolve(args.weights), args.arch)
-        images = torch.from_numpy(np.concatenate(calibration_inputs(args.calib, model.preprocess,
-                                                                    args.calib_images)))
-        importance = fisher_information(model, images)
-    result = compress(resolve(args.weights), args.out, arch=args.arch, prune=parse_prune(args.prune), bits=bits,
-                      init=args.init, importance=importance, rate_cost=args.rate_cost,
-                      bias_correction=images if args.bias_correction else None, huffman=args.huffman,
-                      layout=args.layout, gap_bits=gap_bits, codebook_dtype=args.codebook, raw_dtype=args.bias,
-                      finetune=finetune, evaluate=evaluate)
+    from_text: dict[str, Callable[[str], object]] = {"prune": parse_prune, "gap_bits": _gap_bits}
+    values = {field.name: getattr(args, field.name) for field in dataclasses.fields(CompressConfig)
+              if hasattr(args, field.name)}  # each flag's dest is the name of its field
+    config = CompressConfig(**{name: from_text[name](value) if name in from_text else value
+                               for name, value in values.items()})
+    result = compress(args.weights, args.out, config)
     print(result.report.to_json() if args.json else result.report)
+    if config.calib is None and config.finetune_data is None:
+        print("squeezenet compress: hint: without fine-tuning data, --calib DIR (about 100 unlabelled images) "
+              "measured much better: at 6 bits, top-1 -0.38 points instead of -1.25 (see the README)", file=sys.stderr)
     return 0
 
 
-def _int_option(text: str, flag: str) -> int:
+def _gap_bits(text: str) -> int | str:
     from .compress import CompressionError
 
+    if text == "auto":
+        return text
     try:
         return int(text)
     except ValueError:
-        raise CompressionError(f"{flag} must be an integer or auto, got {text!r}") from None
+        raise CompressionError(f"--gap-bits must be an integer or auto, got {text!r}") from None
 
 
 # -- main ----------------------------------------------------------------------

@@ -11,11 +11,13 @@ training data), ``quantize`` (k-means sharing, fine-tuning parametrizations),
 ``calibrate`` (bias correction of the shared model on unlabelled images),
 ``huffman`` and ``sqz`` (the encoders of the ``.sqz`` container and the paper's
 ``.net`` layout; their readers, which ``sq.load`` uses, are in ``weights``),
-``report``, ``pipeline`` (all of it), ``finetune`` (through the training loop).
+``report``, ``pipeline`` (all of it, set by ``config.CompressConfig``), ``finetune`` (through the
+training loop).
 """
 
 from ..weights.sqz import SharedLayer, decode_sqz, read_sqz
 from .calibrate import correct_biases
+from .config import CompressConfig
 from .importance import fisher_information
 from .layers import CompressionError
 from .pipeline import CompressionResult, compress
@@ -26,6 +28,7 @@ from .sqz import Encoding, encode_net, encode_sqz, write_sqz
 
 __all__ = [
     "PAPER_DENSITIES",
+    "CompressConfig",
     "CompressionError",
     "CompressionReport",
     "CompressionResult",

@@ -114,11 +114,30 @@ class CompressionReport:
         extra = f" + {self.other_bytes:,} other" if self.other_bytes else ""
         lines.append(f"file: {self.total_bytes:,} bytes (header {self.header_bytes:,}{extra}); float32: "
                      f"{self.float32_bytes:,} bytes; {self.ratio:.1f}x smaller")
+        if "init" in self.settings:
+            lines.append(_settings_line(self.settings))
         for label, accuracy in (("before", self.accuracy_before), ("after", self.accuracy_after)):
             if accuracy is not None:
                 top5 = f", top-5 {100 * accuracy['top5']:.2f}%" if "top5" in accuracy else ""
                 lines.append(f"accuracy {label}: top-1 {100 * accuracy['top1']:.2f}%{top5} ({accuracy['n']} images)")
         return "\n".join(lines)
+
+
+def _settings_line(settings: dict[str, Any]) -> str:
+    """What ran, in words: the k-means start (and why, when ``init="auto"`` chose it) and the calibration."""
+    init = str(settings["init"])
+    if settings.get("init_auto"):
+        finetuned = settings.get("finetuned")
+        why = "the paper's start, for fine-tuning" if finetuned else "the closest fit without fine-tuning"
+        init = f"{init} (auto: {why})"
+    parts = [f"k-means start {init}"]
+    if settings.get("importance"):
+        parts.append("Fisher-weighted")
+    if settings.get("bias_correction"):
+        parts.append(f"bias-corrected on {settings['bias_correction']} images")
+    if settings.get("finetuned"):
+        parts.append("fine-tuned")
+    return "settings: " + ", ".join(parts)
 
 
 def build_report(size: SqzSize, shared: dict[str, SharedLayer], module_paths: dict[str, str],
