@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -79,3 +80,41 @@ def test_console_script_is_installed():
                             capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stderr
     assert "1,235,496" in result.stdout
+
+
+def test_version_and_top_level_help_start_without_torch():
+    """`squeezenet --help` and `--version` list the commands without loading torch or any subcommand's needs."""
+    probe = ("import sys; from squeezenet.cli import main\n"
+             "try:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
+             "print('torch loaded' if 'torch' in sys.modules else 'no torch')")
+    for flag in ("--help", "--version"):
+        result = subprocess.run([sys.executable, "-c", probe, flag], capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.rstrip().endswith("no torch"), (flag, result.stdout)
+    assert "squeezenet 0.1.0" in subprocess.run([sys.executable, "-c", probe, "--version"], capture_output=True,
+                                                text=True, timeout=60).stdout
+    listing = subprocess.run([sys.executable, "-c", probe, "--help"], capture_output=True, text=True, timeout=60).stdout
+    for command in ("summary", "predict", "evaluate", "train", "plot", "export", "benchmark", "explore", "compress"):
+        assert f"    {command}" in listing
+
+
+def test_train_and_compress_stay_functions_once_their_packages_load():
+    """sq.train and sq.compress share their names with subpackages; loading those must not shadow them."""
+    code = ("import squeezenet as sq, sys\n"
+            "assert 'torch' not in sys.modules\n"
+            "import squeezenet.train.loop, squeezenet.compress.pipeline\n"
+            "assert callable(sq.train) and callable(sq.compress) and sq.train.__module__ == 'squeezenet.train'\n"
+            "assert type(sq.build('1_0').meta) is sq.ModelMeta\n"
+            "print('ok')")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.stdout.strip() == "ok", result.stderr
+
+
+def test_train_help_shows_each_default_once(capsys):
+    """A flag whose help already names its default gets no second "(default: ...)"."""
+    code, out, _ = run(capsys, "train", "--help")
+    assert code == 0 and "--squeeze-ratio" in out
+    entries = re.split(r"\n  (?=-)", out.split("options:", 1)[1])
+    assert len(entries) > 40
+    for entry in entries:
+        assert " ".join(entry.split()).lower().count("default") <= 1, entry

@@ -3,30 +3,54 @@
     import squeezenet as sq
     model = sq.build("1_0", num_classes=10)
     print(sq.summary("1_0"))
+
+Specs, errors and the training config are plain Python and load at once; names that need torch (models,
+weights, export) load it on first use, so ``import squeezenet`` and ``squeezenet --help`` start fast.
 """
 
-from .compress import CompressConfig, compress  # sq.compress is the function
-from .deploy import ExportError, export_onnx, export_openvino
-from .errors import DataError, InputSizeError, SpecError, SqueezeNetError, TrainingError, WeightsError
-from .model import Fire, SqueezeNet, Summary, build, summary
-from .preprocess import PREPROCESSING_PRESETS, Preprocessing, get_preprocessing
+from .compress import compress
+from .errors import (
+    CompressionError,
+    DataError,
+    ExportError,
+    InputSizeError,
+    MissingExtraError,
+    SpecError,
+    SqueezeNetError,
+    TrainingError,
+    WeightsError,
+)
+from .lazy import lazy_attributes
 from .spec import PRESETS, FireSpec, Metaparameters, Spec, get_spec, register
 from .train import TrainConfig, train
-from .weights.io import load, read_safetensors, save
-from .weights.registry import pretrained
 
 __version__ = "0.1.0"
+
+__getattr__ = lazy_attributes(__name__, {
+    "CompressConfig": ".compress.config",
+    "export_onnx": ".deploy", "export_openvino": ".deploy",
+    "Accuracy": ".evaluate", "predict": ".evaluate",  # evaluate() is squeezenet.evaluate.evaluate: a module too
+    "Fire": ".model", "ModelMeta": ".model", "SqueezeNet": ".model", "Summary": ".model", "build": ".model",
+    "summary": ".model",
+    "PREPROCESSING_PRESETS": ".preprocess", "Preprocessing": ".preprocess", "get_preprocessing": ".preprocess",
+    "load": ".weights.io", "read_safetensors": ".weights.io", "save": ".weights.io",
+    "pretrained": ".weights.registry",
+})
 
 __all__ = [
     "PREPROCESSING_PRESETS",
     "PRESETS",
+    "Accuracy",
     "CompressConfig",
+    "CompressionError",
     "DataError",
     "ExportError",
     "Fire",
     "FireSpec",
     "InputSizeError",
     "Metaparameters",
+    "MissingExtraError",
+    "ModelMeta",
     "Preprocessing",
     "Spec",
     "SpecError",
@@ -43,6 +67,7 @@ __all__ = [
     "get_preprocessing",
     "get_spec",
     "load",
+    "predict",
     "pretrained",
     "read_safetensors",
     "register",

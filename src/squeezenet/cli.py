@@ -10,11 +10,14 @@ import argparse
 import dataclasses
 import json
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
+from typing import TYPE_CHECKING, NamedTuple
 
 from .errors import SqueezeNetError
-from .model import SqueezeNet, build, summary
 from .spec import PRESETS, Spec, get_spec
+
+if TYPE_CHECKING:
+    from .model import SqueezeNet
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -80,8 +83,7 @@ def load_model(args: argparse.Namespace) -> SqueezeNet:
 # -- summary -------------------------------------------------------------------
 
 
-def _add_summary(commands: argparse._SubParsersAction) -> Handler:
-    parser = commands.add_parser("summary", help="the paper's Table 1 for any spec: sizes, filters, params, MACs")
+def _add_summary(parser: argparse.ArgumentParser) -> Handler:
     add_spec_arguments(parser)
     parser.add_argument("--input-size", type=_sizes, default=None,
                         help="comma-separated square input sizes (default 224,227; the cifar preset: 32)")
@@ -91,6 +93,8 @@ def _add_summary(commands: argparse._SubParsersAction) -> Handler:
 
 
 def _summary(args: argparse.Namespace) -> int:
+    from .model import build, summary
+
     model = load_model(args) if args.weights else build(spec_from_args(args))
     spec = model.spec
     sizes = args.input_size or ((32,) if spec.name == "cifar" else (224, 227))
@@ -102,8 +106,7 @@ def _summary(args: argparse.Namespace) -> int:
 # -- predict / evaluate ----------------------------------------------------------
 
 
-def _add_predict(commands: argparse._SubParsersAction) -> Handler:
-    parser = commands.add_parser("predict", help="the most probable classes of each image (or of a folder's images)")
+def _add_predict(parser: argparse.ArgumentParser) -> Handler:
     parser.add_argument("images", nargs="+", metavar="IMAGE",
                         help="image files or folders; a folder means every image in it and in its subfolders "
                              "(recursively), in sorted path order")
@@ -156,8 +159,7 @@ def _predict(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_evaluate(commands: argparse._SubParsersAction) -> Handler:
-    parser = commands.add_parser("evaluate", help="top-1/top-5 accuracy over a labelled image folder")
+def _add_evaluate(parser: argparse.ArgumentParser) -> Handler:
     add_weights_arguments(parser)
     parser.add_argument("--data", required=True, metavar="DIR",
                         help="an ImageFolder tree (class subfolders) or a flat folder with a labels CSV")
@@ -190,13 +192,9 @@ def _evaluate(args: argparse.Namespace) -> int:
 # -- train / plot --------------------------------------------------------------
 
 
-def _add_train(commands: argparse._SubParsersAction) -> Handler:
+def _add_train(parser: argparse.ArgumentParser) -> Handler:
     from .flags import add_train_arguments
 
-    parser = commands.add_parser("train", help="train on digits, CIFAR-10 or an image folder (resumable, DDP)",
-                                 description="Train a SqueezeNet. Defaults are the paper's recipe; the run folder "
-                                             "(--out) gets checkpoints, metrics and the config. Under torchrun, "
-                                             "every process trains on its share of each batch.")
     add_train_arguments(parser)
     return _train
 
@@ -222,8 +220,7 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_plot(commands: argparse._SubParsersAction) -> Handler:
-    parser = commands.add_parser("plot", help="draw a run's loss, accuracy and learning-rate curves to a PNG")
+def _add_plot(parser: argparse.ArgumentParser) -> Handler:
     parser.add_argument("run", metavar="RUN_DIR", help="a run folder made by `squeezenet train`")
     parser.add_argument("--output", "-o", metavar="PNG", help="where to write (default RUN_DIR/curves.png)")
     return _plot
@@ -239,8 +236,7 @@ def _plot(args: argparse.Namespace) -> int:
 # -- export / benchmark ----------------------------------------------------------
 
 
-def _add_export(commands: argparse._SubParsersAction) -> Handler:
-    parser = commands.add_parser("export", help="write ONNX or OpenVINO IR (optionally int8), checked against PyTorch")
+def _add_export(parser: argparse.ArgumentParser) -> Handler:
     add_weights_arguments(parser)
     parser.add_argument("--format", choices=("onnx", "openvino"), default="onnx",
                         help="onnx (default) or openvino (NAME.xml + NAME.bin; needs squeezenet[openvino])")
@@ -272,8 +268,7 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_benchmark(commands: argparse._SubParsersAction) -> Handler:
-    parser = commands.add_parser("benchmark", help="CPU latency and throughput of every inference backend, one run")
+def _add_benchmark(parser: argparse.ArgumentParser) -> Handler:
     parser.add_argument("--weights", metavar="PATH", help="weights file (default: random weights; speed is the same)")
     parser.add_argument("--arch", default=None, choices=sorted(PRESETS),
                         help="architecture (default: from --weights, else 1_1)")
@@ -294,6 +289,7 @@ def _add_benchmark(commands: argparse._SubParsersAction) -> Handler:
 
 def _benchmark(args: argparse.Namespace) -> int:
     from .benchmark import run_benchmark
+    from .model import build
     from .preprocess import get_preprocessing
     from .weights.io import load
     from .weights.registry import resolve
@@ -314,14 +310,9 @@ def _benchmark(args: argparse.Namespace) -> int:
 # -- explore -------------------------------------------------------------------
 
 
-def _add_explore(commands: argparse._SubParsersAction) -> Handler:
+def _add_explore(parser: argparse.ArgumentParser) -> Handler:
     from .flags import add_explore_arguments
 
-    parser = commands.add_parser("explore", help="design-space sweeps (Figure 3, bypass): train each point, CSV, plots",
-                                 conflict_handler="resolve",  # explore's --out, --arch, --time-limit replace train's
-                                 description="Train networks that differ from a base spec in one metaparameter at a "
-                                             "time, under the same training settings; write DIR/results.csv and "
-                                             "Figure-3-style plots. Rerun the same command to continue a sweep.")
     add_explore_arguments(parser)
     return _explore
 
@@ -345,16 +336,11 @@ def _explore(args: argparse.Namespace) -> int:
 # -- compress --------------------------------------------------------------------
 
 
-def _add_compress(commands: argparse._SubParsersAction) -> Handler:
+def _add_compress(parser: argparse.ArgumentParser) -> Handler:
     from .compress.config import AUTO_INIT, CompressConfig
     from .compress.quantize import INITS
 
     default = CompressConfig()  # the flags' defaults are the API's
-    parser = commands.add_parser(
-        "compress", help="Deep Compression: prune, share weights, Huffman-code into a .sqz file",
-        description="Prune by magnitude, share weights by k-means, optionally fine-tune and Huffman-code, and write "
-                    "a .sqz file that `squeezenet evaluate/predict --weights` and sq.load read (or, with "
-                    "FILE.net and 8-bit codes, the paper's own layout). Prints a per-layer table of bytes.")
     add_weights_arguments(parser)
     parser.add_argument("--out", required=True, metavar="FILE", help="FILE.sqz, or FILE.net for the paper's layout")
     parser.add_argument("--prune", default=default.prune, metavar="paper|none|DENSITY",
@@ -415,7 +401,8 @@ def _compress(args: argparse.Namespace) -> int:
     print(result.report.to_json() if args.json else result.report)
     if config.calib is None and config.finetune_data is None:
         print("squeezenet compress: hint: without fine-tuning data, --calib DIR (about 100 unlabelled images) "
-              "measured much better: at 6 bits, top-1 -0.38 points instead of -1.25 (see the README)", file=sys.stderr)
+              "measured much better: at 6 bits, top-1 -0.38 points instead of -1.25 (see docs/compression.md)",
+              file=sys.stderr)
     return 0
 
 
@@ -432,25 +419,70 @@ def _gap_bits(text: str) -> int | str:
 
 # -- main ----------------------------------------------------------------------
 
-COMMANDS: list[Callable[[argparse._SubParsersAction], Handler]] = [_add_summary, _add_predict, _add_evaluate,
-                                                                    _add_train, _add_plot, _add_export, _add_benchmark,
-                                                                    _add_explore, _add_compress]
+
+class Command(NamedTuple):
+    help: str  # the line `squeezenet --help` shows
+    add: Callable[[argparse.ArgumentParser], Handler]  # adds the subcommand's flags, returns what runs it
+    description: str | None = None  # the text above its options in `squeezenet COMMAND --help`
+    replaces_flags: bool = False  # later flags of the same name replace earlier ones (explore over train's)
 
 
-def make_parser() -> tuple[argparse.ArgumentParser, dict[str, Handler]]:
-    parser = argparse.ArgumentParser(prog="squeezenet", description=__doc__.splitlines()[0])
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+COMMANDS: dict[str, Command] = {
+    "summary": Command("the paper's Table 1 for any spec: sizes, filters, params, MACs", _add_summary),
+    "predict": Command("the most probable classes of each image (or of a folder's images)", _add_predict),
+    "evaluate": Command("top-1/top-5 accuracy over a labelled image folder", _add_evaluate),
+    "train": Command("train on digits, CIFAR-10 or an image folder, from scratch (resumable, DDP)", _add_train,
+                     "Train a SqueezeNet. Defaults are the paper's recipe; the run folder (--out) gets checkpoints, "
+                     "metrics, the config and the spec. Under torchrun, every process trains on its share of each "
+                     "batch."),
+    "plot": Command("draw a run's loss, accuracy and learning-rate curves to a PNG", _add_plot),
+    "export": Command("write ONNX or OpenVINO IR (optionally int8), checked against PyTorch", _add_export),
+    "benchmark": Command("CPU latency and throughput of every inference backend, one run", _add_benchmark),
+    "explore": Command("design-space sweeps (Figure 3, bypass): train each point, CSV, plots", _add_explore,
+                       "Train networks that differ from a base spec in one metaparameter at a time, under the same "
+                       "training settings; write DIR/results.csv and Figure-3-style plots. Rerun the same command "
+                       "to continue a sweep.", replaces_flags=True),  # its --out, --arch, --time-limit: the sweep's
+    "compress": Command("Deep Compression: prune, share weights, Huffman-code into a .sqz file", _add_compress,
+                        "Prune by magnitude, share weights by k-means, optionally fine-tune and Huffman-code, and "
+                        "write a .sqz file that `squeezenet evaluate/predict --weights` and sq.load read (or, with "
+                        "FILE.net and 8-bit codes, the paper's own layout). Prints a per-layer table of bytes."),
+}
+
+DESCRIPTION = """\
+SqueezeNet (Iandola et al., 2016) from the paper's metaparameters: build any variant, load the real
+pretrained weights, predict and evaluate, train and fine-tune, compress, export and benchmark.
+
+examples:
+  squeezenet summary --arch 1_1
+  squeezenet predict photo.jpg --weights 1_1-caffe
+  squeezenet train --data digits --arch cifar --epochs 10 --out runs/digits
+  squeezenet export --weights runs/digits/best.safetensors --out digits.onnx
+
+`squeezenet COMMAND --help` lists a command's options."""
+
+
+def make_parser(commands: Collection[str] | None = None) -> tuple[argparse.ArgumentParser, dict[str, Handler]]:
+    """The parser, with the flags of ``commands`` (default all); the others are listed by name only, so that
+    `squeezenet --help` or one subcommand does not import what every other subcommand needs."""
+    from . import __version__
+
+    parser = argparse.ArgumentParser(prog="squeezenet", description=DESCRIPTION,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"squeezenet {__version__}")
+    subcommands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     handlers: dict[str, Handler] = {}
-    for add in COMMANDS:
-        before = set(commands.choices)
-        handler = add(commands)
-        for name in set(commands.choices) - before:
-            handlers[name] = handler
+    for name, command in COMMANDS.items():
+        subparser = subcommands.add_parser(name, help=command.help, description=command.description,
+                                           conflict_handler="resolve" if command.replaces_flags else "error")
+        if commands is None or name in commands:
+            handlers[name] = command.add(subparser)
     return parser, handlers
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser, handlers = make_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    chosen = next((word for word in argv if not word.startswith("-")), None)
+    parser, handlers = make_parser([chosen] if chosen in COMMANDS else [])
     args = parser.parse_args(argv)
     try:
         return handlers[args.command](args)

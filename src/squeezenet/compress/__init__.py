@@ -15,16 +15,42 @@ training data), ``quantize`` (k-means sharing, fine-tuning parametrizations),
 training loop).
 """
 
-from ..weights.sqz import SharedLayer, decode_sqz, read_sqz
-from .calibrate import correct_biases
-from .config import CompressConfig
-from .importance import fisher_information
-from .layers import CompressionError
-from .pipeline import CompressionResult, compress
-from .prune import PAPER_DENSITIES, prune
-from .quantize import allocate_bits, share_weights
-from .report import CompressionReport
-from .sqz import Encoding, encode_net, encode_sqz, write_sqz
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..errors import CompressionError
+from ..lazy import lazy_attributes
+
+if TYPE_CHECKING:
+    import torch
+
+    from ..model import SqueezeNet
+    from .config import CompressConfig
+    from .pipeline import CompressionResult, Evaluator, Finetuner
+
+
+def compress(weights: str | Path | SqueezeNet, out: str | Path | None = None, config: CompressConfig | None = None,
+             *, finetune: Finetuner | None = None, evaluate: Evaluator | None = None,
+             importance: Mapping[str, torch.Tensor] | None = None, calibration: torch.Tensor | None = None,
+             **settings: Any) -> CompressionResult:
+    """Deep-compress a model into a ``.sqz`` (or the paper's ``.net``): ``pipeline.compress``, whose modules
+    (and torch, scikit-learn) load on the first call, so that ``import squeezenet`` stays fast."""
+    from .pipeline import compress as run
+
+    return run(weights, out, config, finetune=finetune, evaluate=evaluate, importance=importance,
+               calibration=calibration, **settings)
+
+
+__getattr__ = lazy_attributes(__name__, {
+    "SharedLayer": "..weights.sqz", "decode_sqz": "..weights.sqz", "read_sqz": "..weights.sqz",
+    "correct_biases": ".calibrate", "CompressConfig": ".config", "fisher_information": ".importance",
+    "CompressionResult": ".pipeline", "PAPER_DENSITIES": ".prune", "allocate_bits": ".quantize",
+    "share_weights": ".quantize", "CompressionReport": ".report", "Encoding": ".sqz", "encode_net": ".sqz",
+    "encode_sqz": ".sqz", "write_sqz": ".sqz",
+})
 
 __all__ = [
     "PAPER_DENSITIES",
@@ -41,7 +67,6 @@ __all__ = [
     "encode_net",
     "encode_sqz",
     "fisher_information",
-    "prune",
     "read_sqz",
     "share_weights",
     "write_sqz",

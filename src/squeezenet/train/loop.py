@@ -1,4 +1,4 @@
-"""The training loop, read top to bottom: ``train`` sets a run up, then ``train_one_epoch`` and ``evaluate``
+"""The training loop, read top to bottom: ``run`` sets a run up, then ``train_one_epoch`` and ``evaluate``
 take turns until the epochs are done, with a checkpoint after every epoch.
 
 Everything a step depends on is fixed before the first one (``Setup``); where the run stands is a small
@@ -48,14 +48,8 @@ class TrainResult:
     main: bool = True  # False in the other processes of a torchrun launch
 
 
-def train(config: TrainConfig, model: SqueezeNet | None = None, spec: Spec | None = None) -> TrainResult:
-    """Train as ``config`` says (``config.resume``: continue that run folder) and return where it went.
-
-    ``spec``: the network to train (default: the preset ``config.arch``); the run folder stores it, so a
-    resume needs nothing else. ``model``: train this network in place instead of a fresh one (fine-tuning;
-    e.g. squeezenet.compress passes one whose weights are parametrized, so pruning and weight sharing hold at
-    every step); its spec must fit the data, and resuming such a run needs the same kind of ``model`` again.
-    """
+def run(config: TrainConfig, model: SqueezeNet | None = None, spec: Spec | None = None) -> TrainResult:
+    """``squeezenet.train.train``: the processes started, the run trained, the processes stopped."""
     processes = start_processes(config.device)
     try:
         return _train(config, processes, model, spec)
