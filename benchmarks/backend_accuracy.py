@@ -26,8 +26,8 @@ import numpy as np
 import squeezenet as sq
 from shared_files import CAFFEMODEL_V11, DEEP_COMPRESSION_NET, IMAGENET_SAMPLES
 from squeezenet.benchmark import ACCURACY_VARIANTS, compare_accuracy, machine_info
-from squeezenet.data import labelled_images
 from squeezenet.deploy import preprocessed
+from squeezenet.images import labelled_images
 
 WEIGHTS = {
     "DC v1.0": DEEP_COMPRESSION_NET,

@@ -37,9 +37,10 @@ from squeezenet.compress.finetune import dataset_evaluator, distill_finetuner, t
 from squeezenet.compress.importance import fisher_information
 from squeezenet.compress.quantize import allocate_bits, share_weights
 from squeezenet.compress.sqz import sparse_entries
-from squeezenet.data import labelled_images, load_datasets
+from squeezenet.data import load_datasets
 from squeezenet.deploy import preprocessed
 from squeezenet.evaluate import accuracy
+from squeezenet.images import labelled_images
 from squeezenet.train import load_config
 
 NET_FILE, CAFFEMODEL, IMAGES, CIFAR = DEEP_COMPRESSION_NET, CAFFEMODEL_V11, IMAGENET_SAMPLES, CIFAR10

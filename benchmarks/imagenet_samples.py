@@ -32,8 +32,8 @@ from shared_files import (
     PROTOTXT_V11,
     ROOT,
 )
-from squeezenet.data import labelled_images, open_image
 from squeezenet.evaluate import accuracy
+from squeezenet.images import labelled_images, open_image
 from squeezenet.weights import deep_compression
 from squeezenet.weights.caffe import read_caffemodel
 

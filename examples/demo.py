@@ -19,9 +19,10 @@ from pathlib import Path
 from PIL import Image
 
 import squeezenet as sq
-from squeezenet.data import digits_split, labelled_images
+from squeezenet.data import digits_split
 from squeezenet.deploy import export_onnx, inference_model
 from squeezenet.evaluate import evaluate
+from squeezenet.images import labelled_images
 from squeezenet.plots import plot_run
 
 RECIPE = dict(data="digits", arch="cifar", batch_norm=True, image_size=16, epochs=6, batch_size=64,

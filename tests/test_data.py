@@ -12,13 +12,8 @@ import torch
 from PIL import Image
 
 from squeezenet import DataError
-from squeezenet.data import (
-    CachedImages,
-    epoch_order,
-    labelled_images,
-    load_datasets,
-    open_image,
-)
+from squeezenet.data import CachedImages, epoch_order, load_datasets
+from squeezenet.images import labelled_images, open_image
 
 from .conftest import shared_path
 

@@ -19,7 +19,6 @@ from PIL import Image
 import squeezenet as sq
 from squeezenet import deploy
 from squeezenet.benchmark import compare_accuracy
-from squeezenet.data import labelled_images, open_image
 from squeezenet.deploy import (
     Backend,
     Classifier,
@@ -35,6 +34,7 @@ from squeezenet.deploy import (
 )
 from squeezenet.errors import InputSizeError, SqueezeNetError, WeightsError
 from squeezenet.evaluate import evaluate
+from squeezenet.images import labelled_images, open_image
 from squeezenet.model import ModelMeta
 
 from .conftest import shared_path

@@ -12,8 +12,8 @@ import torch
 import squeezenet as sq
 from squeezenet import DataError
 from squeezenet.cli import main
-from squeezenet.data import labelled_images, list_images
 from squeezenet.evaluate import accuracy, evaluate, predict
+from squeezenet.images import labelled_images, list_images
 from squeezenet.model import imagenet_classes
 
 from .conftest import shared_path

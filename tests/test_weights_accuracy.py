@@ -22,8 +22,8 @@ import torch
 from PIL import Image
 
 import squeezenet as sq
-from squeezenet.data import labelled_images, open_image
 from squeezenet.evaluate import Accuracy, accuracy
+from squeezenet.images import labelled_images, open_image
 from squeezenet.weights import deep_compression
 from squeezenet.weights.caffe import read_caffemodel
 

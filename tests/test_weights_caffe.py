@@ -10,8 +10,8 @@ import torch
 
 import squeezenet as sq
 from squeezenet import WeightsError
-from squeezenet.data import open_image
 from squeezenet.evaluate import predict
+from squeezenet.images import open_image
 from squeezenet.weights.caffe import SCHEMA, message_class, read_caffemodel, schema_descriptor
 from squeezenet.weights.names import layer_names
 

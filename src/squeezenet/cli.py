@@ -130,10 +130,10 @@ def add_backend_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def _image_arguments(arguments: Sequence[str]) -> list[str]:
-    """predict's IMAGE arguments with each folder replaced by its images (data.list_images: recursive, sorted)."""
+    """predict's IMAGE arguments with each folder replaced by its images (images.list_images: recursive, sorted)."""
     from pathlib import Path
 
-    from .data import list_images
+    from .images import list_images
 
     images: list[str] = []
     for argument in arguments:
@@ -174,9 +174,9 @@ def _add_evaluate(parser: argparse.ArgumentParser) -> Handler:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from .data import labelled_images
     from .deploy import inference_model
     from .evaluate import evaluate
+    from .images import labelled_images
 
     model = inference_model(args.weights, args.backend, arch=args.arch, preprocess=args.preprocess)
     items, _ = labelled_images(args.data, args.labels, num_classes=model.meta.spec.num_classes)

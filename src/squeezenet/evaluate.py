@@ -23,8 +23,8 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from .data import open_image
 from .errors import DataError
+from .images import open_image
 from .model import ModelMeta
 from .preprocess import Preprocessing, get_preprocessing
 
@@ -170,7 +170,7 @@ def accuracy(scores: torch.Tensor, labels: torch.Tensor) -> Accuracy:
 def evaluate(model: Classifier, items: Sequence[tuple[Path, int]], preprocess: str | Preprocessing | None = None,
              batch_size: int = 32, workers: int = 0, progress: bool = False) -> Accuracy:
     """Top-1/top-5 of ``model`` (a SqueezeNet or a deploy backend) over labelled images (e.g. from
-    data.labelled_images); top-5 is None for 5 classes or fewer."""
+    images.labelled_images); top-5 is None for 5 classes or fewer."""
     num_classes = _meta(model).spec.num_classes
     bad = next(((path, label) for path, label in items if not 0 <= label < num_classes), None)
     if bad is not None:

@@ -22,7 +22,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from PIL import Image
 
-from squeezenet.data import labelled_images, open_image
+from squeezenet.images import labelled_images, open_image
 from squeezenet.preprocess import CAFFE, TORCHVISION
 from squeezenet.train import TrainConfig, load_config
 

@@ -84,7 +84,7 @@ def correct_biases(reference: nn.Module, model: nn.Module, images: torch.Tensor,
     layers.popitem()  # the classifier, conv10
     wanted = channel_means(reference, {name: reference_layers[name] for name in layers}, images, batch)
     corrections: dict[str, float] = {}
-    for name, layer in tqdm(layers.items(), desc="bias correction", unit="layer", disable=not progress,
+    for name, layer in tqdm(layers.items(), desc="bias correction", unit="layer", disable=None if progress else True,
                             leave=False):
         shift = (wanted[name] - channel_means(model, {name: layer}, images, batch)[name]).float()
         with torch.no_grad():

@@ -19,8 +19,9 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from ..data import Datasets, batches, labelled_images, load_datasets
+from ..data import Datasets, batches, load_datasets
 from ..evaluate import evaluate, score
+from ..images import labelled_images
 from ..model import SqueezeNet
 from ..train import TrainConfig, train
 from .layers import CompressionError
@@ -73,7 +74,8 @@ def distill_finetuner(teacher: nn.Module, images: torch.Tensor, epochs: int = 4,
         order = torch.Generator().manual_seed(0)
         model.eval()
         steps = epochs * -(-len(inputs) // batch_size)
-        with tqdm(total=steps, desc=f"distil ({stage})", unit="step", disable=not progress, leave=False) as bar:
+        with tqdm(total=steps, desc=f"distil ({stage})", unit="step", leave=False,
+                  disable=None if progress else True) as bar:  # None: shown on a terminal only
             for _ in range(epochs):
                 for chosen in torch.randperm(len(inputs), generator=order).split(batch_size):
                     loss = F.kl_div(F.log_softmax(model(inputs[chosen]).float(), 1), targets[chosen],

@@ -34,7 +34,7 @@ def fisher_information(model: nn.Module, images: torch.Tensor, draws: int = 2, s
     model.eval()
     with torch.inference_mode():
         probabilities = torch.cat([F.softmax(model(batch).float(), 1) for batch in images.split(50)])
-    for index in tqdm(range(len(images)), desc="Fisher information", unit="image", disable=not progress,
+    for index in tqdm(range(len(images)), desc="Fisher information", unit="image", disable=None if progress else True,
                       leave=False):
         for label in torch.multinomial(probabilities[index], draws, replacement=True, generator=generator):
             model.zero_grad(set_to_none=True)

@@ -26,9 +26,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..data import cache_dir, list_images
+from ..data import cache_dir
 from ..errors import DataError, ExportError, SqueezeNetError
 from ..extras import require
+from ..images import list_images
 from ..preprocess import Preprocessing
 from ..spec import Spec
 from .backends import (
@@ -161,8 +162,8 @@ def check_int8(run: Callable[[np.ndarray], np.ndarray], model: nn.Module, calibr
 
 
 def preprocessed(paths: Sequence[str | Path], preprocess: Preprocessing) -> np.ndarray:
-    """Images as one float32 batch (N, C, H, W), each read with data.open_image (any mode becomes RGB)."""
-    from ..data import open_image
+    """Images as one float32 batch (N, C, H, W), each read with images.open_image (any mode becomes RGB)."""
+    from ..images import open_image
 
     if preprocess.output_size is None:
         raise DataError(f"preprocessing {preprocess.name!r} gives images of varying size; it needs a crop")
@@ -175,7 +176,7 @@ def calibration_inputs(directory: str | Path, preprocess: Preprocessing, limit: 
 
     ``input_size`` re-crops to another square side (the benchmark runs at 224
     a model whose recipe crops 227). The first ``limit`` files in sorted order
-    (data.list_images: recursive) are taken, so a calibration set is reproducible.
+    (images.list_images: recursive) are taken, so a calibration set is reproducible.
     """
     if limit < 1:
         raise DataError(f"calibration needs at least one image, got limit={limit}")
