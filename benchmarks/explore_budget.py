@@ -1,6 +1,6 @@
 """How long the paper's design-space sweep takes here, from measured training steps of every point.
 
-    .venv/bin/python benchmarks/explore_budget.py                       # the README's sweep, CIFAR-10 sizes
+    .venv/bin/python benchmarks/explore_budget.py                       # docs/design-space.md's sweep, CIFAR-10
     .venv/bin/python benchmarks/explore_budget.py --target-minutes 90   # epochs that fit 90 minutes
     .venv/bin/python benchmarks/explore_budget.py --steps 1 --warmup 0  # smoke test
 

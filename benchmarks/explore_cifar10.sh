@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The design-space sweep of the README (issue 7) on the real CIFAR-10: 12 networks, each trained the same way
+# The design-space sweep of docs/design-space.md on the real CIFAR-10: 12 networks, each trained the same way
 # (3 epochs over a fixed 20,000-image subset, batch norm, no final ReLU, AdamW). About 42 minutes on one core
 # of this machine. Rerun the same command to continue a killed sweep. Run from the repository root.
 set -euo pipefail

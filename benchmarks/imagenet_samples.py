@@ -1,4 +1,4 @@
-"""Top-1/top-5 of the real pretrained weights on ../shared/data/imagenet-samples (the README's figures).
+"""Top-1/top-5 of the real pretrained weights on ../shared/data/imagenet-samples (the figures of docs/results.md).
 
     .venv/bin/python benchmarks/imagenet_samples.py                 # all 500 images, PyTorch only
     .venv/bin/python benchmarks/imagenet_samples.py --reference     # + agreement with the numpy reference

@@ -6,7 +6,7 @@ inside the package, so this works offline); 360 of them are a fixed held-out tes
 The network is the ``cifar`` preset (Fire modules, a stride-1 stem for small inputs) with batch norm, at
 16x16 input. Why not the paper's exact 1_1 without batch norm: on 10 classes and 32x32 inputs its final
 feature map is 1x1, and the ReLU before the average pool kills whole classes within a few hundred steps
-(the classic stall at ln(10)); batch norm and a larger final map avoid it. See the README.
+(the classic stall at ln(10)); batch norm and a larger final map avoid it. See docs/training.md.
 """
 
 from __future__ import annotations

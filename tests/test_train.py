@@ -198,7 +198,7 @@ def test_eval_every_scores_only_those_epochs_and_the_last(tmp_path):
 
 
 def test_default_cpu_micro_batch_keeps_224_pixel_passes_small(tmp_path, capsys):
-    # 1_1 at 224x224 trains fastest per image on the CPU at 16-24 images per pass (README, training benchmarks):
+    # 1_1 at 224x224 trains fastest per image on the CPU at 16-24 images per pass (docs/training.md):
     # a 48-image batch is split (with 1000 classes as there), while 32x32 images go through whole.
     train(TrainConfig(data="digits", arch="1_1", image_size=224, num_classes=1000, subset=48, batch_size=48, epochs=1,
                       progress=False, out=str(tmp_path / "large")))

@@ -7,7 +7,7 @@ a peak memory growth larger than the input can justify (a forged count or size t
 
 Every judged input is also counted, by its content hash, in ``TALLY``; the suite prints the totals
 at the end (and writes them as JSON to $SQUEEZENET_FUZZ_REPORT when set), which is where the
-figures of the README's reliability section come from.
+figures of docs/reliability.md come from.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ are read or images decoded. Checks that need the model (a layer pattern that
 matches nothing) run in ``compress`` right after the one load of the weights.
 
 ``init="auto"`` (the default) picks the k-means start that measured best for
-what is supplied (README, "Deep Compression"): the paper's linear start when
+what is supplied (docs/compression.md): the paper's linear start when
 fine-tuning follows, else k-means++ (the closest fit without fine-tuning: on
 the paper's file at 6 bits, -1.25 points of top-1 against -2.25 for linear; with
 ``calib`` images Fisher-weighted and bias-corrected, -0.38).

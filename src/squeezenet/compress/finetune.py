@@ -57,7 +57,7 @@ def distill_finetuner(teacher: nn.Module, images: torch.Tensor, epochs: int = 4,
 
     For a model whose training set is not at hand (the paper's ImageNet): no labels are needed, and only
     the parameters the compression leaves free move (shared centroids, kept weights, biases), so a hundred
-    images already recover part of the loss. Too many epochs overfit so few images (see the README). The
+    images already recover part of the loss. Too many epochs overfit so few images (see docs/compression.md). The
     loss is the KL divergence from the teacher's softmax; dropout is off, as the teacher's outputs are
     deterministic.
     """

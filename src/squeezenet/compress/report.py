@@ -12,6 +12,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from ..text import text_table
 from .quantize import SharedLayer
 from .sqz import SqzSize
 
@@ -103,14 +104,7 @@ class CompressionReport:
         density = self.kept / self.params if self.params else 0.0
         rows.append(["total", f"{self.params:,}", f"{100 * density:.1f}%", "", "", *(f"{s:,}" for s in sums),
                      f"{self.total_bytes:,}"])
-        widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
-
-        def line(row: list[str]) -> str:
-            return "  ".join(cell.ljust(w) if i == 0 else cell.rjust(w)
-                             for i, (cell, w) in enumerate(zip(row, widths, strict=True)))
-
-        lines = [line(header), "  ".join("-" * w for w in widths), *map(line, rows[:-1]),
-                 "  ".join("-" * w for w in widths), line(rows[-1])]
+        lines = text_table(header, rows, total=True)
         extra = f" + {self.other_bytes:,} other" if self.other_bytes else ""
         lines.append(f"file: {self.total_bytes:,} bytes (header {self.header_bytes:,}{extra}); float32: "
                      f"{self.float32_bytes:,} bytes; {self.ratio:.1f}x smaller")

@@ -71,7 +71,7 @@ class TrainConfig:
     channels_last: bool = _option(False, "channels-last memory format")
     compile: bool = _option(False, "torch.compile the model")
     keep_freed_memory: bool = _option(True, "Linux/glibc: keep memory freed between steps in the process instead of "
-                                            "handing it back to the kernel (faster CPU steps; see README)")
+                                            "handing it back to the kernel (faster CPU steps; see docs/training.md)")
     workers: int | None = _option(None, "DataLoader worker processes for image files (default: cores - 1, max 4)")
     cache: str = _option("auto", "decode small datasets once into memory: auto, on, off", choices=("auto", "on", "off"))
     strict: bool = _option(False, "an unreadable image is an error instead of a skipped file")
