@@ -77,3 +77,15 @@ def digits_test_scores(model: sq.SqueezeNet, flip: bool = False, shift: int = 0)
             logits = logits / 2 + (scored(down_right) + scored(up_left)) / 4
     loss = torch.nn.functional.cross_entropy(logits, labels).item()
     return loss, (logits.argmax(1) == labels).float().mean().item()
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    """`squeezenet ARGV...` in this process: (exit code, stdout, stderr)."""
+    from squeezenet.cli import main
+
+    try:
+        code = main(list(argv))
+    except SystemExit as exit_:
+        code = int(exit_.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err

@@ -9,18 +9,8 @@ import sys
 
 import pytest
 
-from squeezenet.cli import main
-
+from .conftest import run_cli as run
 from .test_model import PAPER_TABLE_1
-
-
-def run(capsys, *argv: str) -> tuple[int, str, str]:
-    try:
-        code = main(list(argv))
-    except SystemExit as exit_:
-        code = exit_.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_summary_prints_table_1(capsys):

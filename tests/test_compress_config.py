@@ -13,11 +13,10 @@ import torch
 from PIL import Image
 
 import squeezenet as sq
-from squeezenet.cli import main
 from squeezenet.compress import CompressionError
 from squeezenet.compress.config import CompressConfig
 
-from .conftest import tiny_model
+from .conftest import run_cli, tiny_model
 
 
 def _images(folder: Path, count: int = 6) -> Path:
@@ -26,15 +25,6 @@ def _images(folder: Path, count: int = 6) -> Path:
     for index, image in enumerate(pixels):
         Image.fromarray(image).save(folder / f"{index}.png")
     return folder
-
-
-def _cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    try:
-        code = main(list(argv))
-    except SystemExit as exit_:
-        code = int(exit_.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 # -- validation ------------------------------------------------------------------------
@@ -125,14 +115,14 @@ def test_cli_loads_the_weights_once_and_says_what_ran(tmp_path: Path, capsys: py
     for name, module in list(sys.modules.items()):  # every name the loader is bound to in the package
         if name.startswith("squeezenet") and getattr(module, "load", None) is original:
             monkeypatch.setattr(module, "load", counting)
-    code, stdout, err = _cli(capsys, "compress", "--weights", str(weights), "--out", str(tmp_path / "c.sqz"),
+    code, stdout, err = run_cli(capsys, "compress", "--weights", str(weights), "--out", str(tmp_path / "c.sqz"),
                              "--bits", "3", "--calib", str(images), "--calib-images", "4", "--json")
     assert code == 0, err
     assert loaded.count(weights) == 1  # Fisher information and bias correction ran on the one model
     settings = json.loads(stdout)["settings"]
     assert settings["init"] == "kmeans++" and settings["init_auto"] is True
     assert settings["importance"] is True and settings["bias_correction"] == 4 and "hint" not in err
-    code, stdout, err = _cli(capsys, "compress", "--weights", str(weights), "--out", str(tmp_path / "d.sqz"),
+    code, stdout, err = run_cli(capsys, "compress", "--weights", str(weights), "--out", str(tmp_path / "d.sqz"),
                              "--bits", "3")
     assert code == 0 and "k-means start kmeans++ (auto" in stdout
     assert err.count("\n") == 1 and "hint" in err and "--calib DIR" in err  # a hint, not an error
@@ -141,7 +131,7 @@ def test_cli_loads_the_weights_once_and_says_what_ran(tmp_path: Path, capsys: py
 def test_cli_and_api_write_the_same_bytes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     weights, images = tmp_path / "tiny.safetensors", _images(tmp_path / "images")
     sq.save(tiny_model(), weights)
-    code, _, err = _cli(capsys, "compress", "--weights", str(weights), "--out", str(tmp_path / "cli.sqz"),
+    code, _, err = run_cli(capsys, "compress", "--weights", str(weights), "--out", str(tmp_path / "cli.sqz"),
                         "--prune", "0.5", "--bits", "4", "--bits-per-layer", "conv10=3", "--huffman",
                         "--gap-bits", "auto", "--codebook", "float16", "--calib", str(images), "--calib-images", "4",
                         "--rate-cost", "1e-3")

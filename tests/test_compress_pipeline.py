@@ -13,13 +13,12 @@ from PIL import Image
 from torch import nn
 
 import squeezenet as sq
-from squeezenet.cli import main
 from squeezenet.compress import CompressionError
 from squeezenet.compress.prune import magnitude_masks, parse_prune, prune, resolve_densities
 from squeezenet.compress.quantize import MaskedWeight, attach, detach, kmeans_1d, share_weights
 from squeezenet.weights.names import convolutions
 
-from .conftest import shared_path
+from .conftest import run_cli, shared_path
 from .test_compress_sqz import small_model
 
 DC_FILE = "weights/deep_compression_v1.0/compressed_SqueezeNet.net"
@@ -239,15 +238,6 @@ def test_compress_to_the_papers_layout_reads_back(tmp_path: Path) -> None:
 
 
 # -- the command -------------------------------------------------------------------------
-
-
-def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    try:
-        code = main(list(argv))
-    except SystemExit as exit_:
-        code = int(exit_.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_cli_compresses_and_the_result_evaluates_like_any_weights(tmp_path: Path,
