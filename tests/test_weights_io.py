@@ -162,7 +162,8 @@ def test_newer_format_versions_are_refused(tmp_path: Path, monkeypatch: pytest.M
 
 
 def _file_of_each_format(folder: Path) -> dict[str, Path]:
-    """A real or freshly written file of every format, named so that only the bytes or the extension can tell."""
+    """A real or freshly written file (or folder) of every format, named so that only the bytes or the extension
+    can tell."""
     from squeezenet.compress import share_weights, write_sqz
 
     model = tiny_model()
@@ -171,6 +172,7 @@ def _file_of_each_format(folder: Path) -> dict[str, Path]:
         "caffe": shared_path("weights/caffe_v1.1/squeezenet_v1.1.caffemodel"),
         "deep_compression": shared_path("weights/deep_compression_v1.0/compressed_SqueezeNet.net"),
         "sqz": folder / "compressed.weights",
+        "hub_folder": sq.save_pretrained(model, folder / "hub-layout"),
     }
     torch.save(model.state_dict(), folder / "state.weights")
     files["torch"] = folder / "state.weights"

@@ -30,10 +30,10 @@ __getattr__ = lazy_attributes(__name__, {
     "CompressConfig": ".compress.config",
     "export_onnx": ".deploy", "export_openvino": ".deploy",
     "Accuracy": ".evaluate", "predict": ".evaluate",  # evaluate() is squeezenet.evaluate.evaluate: a module too
-    "Fire": ".model", "ModelMeta": ".model", "SqueezeNet": ".model", "Summary": ".model", "build": ".model",
-    "summary": ".model",
+    "Fire": ".model", "ModelMeta": ".model", "SqueezeNet": ".model", "Summary": ".model", "summary": ".model",
+    "build": ".zoo", "list_models": ".zoo", "list_pretrained": ".zoo",  # build: fresh, or pretrained + new head
     "PREPROCESSING_PRESETS": ".preprocess", "Preprocessing": ".preprocess", "get_preprocessing": ".preprocess",
-    "load": ".weights.io", "read_safetensors": ".weights.io", "save": ".weights.io",
+    "load": ".weights.io", "read_safetensors": ".weights.io", "save": ".weights.io", "save_pretrained": ".weights.io",
     "pretrained": ".weights.registry",
 })
 
@@ -66,12 +66,15 @@ __all__ = [
     "export_openvino",
     "get_preprocessing",
     "get_spec",
+    "list_models",
+    "list_pretrained",
     "load",
     "predict",
     "pretrained",
     "read_safetensors",
     "register",
     "save",
+    "save_pretrained",
     "summary",
     "train",
 ]

@@ -63,8 +63,8 @@ def add_weights_arguments(parser: argparse.ArgumentParser, required: bool = True
 
     group = parser.add_argument_group("weights")
     group.add_argument("--weights", required=required, metavar="PATH",
-                       help=f"a weights file ({extensions()}), or a pretrained name "
-                            f"({', '.join(REGISTRY)}); the format is detected")
+                       help=f"a weights file ({extensions()}), a model folder (config.json + model.safetensors), "
+                            f"hf-hub:ORG/NAME, or a pretrained name ({', '.join(REGISTRY)}); the format is detected")
     group.add_argument("--preprocess", choices=sorted(PREPROCESSING_PRESETS), default=None,
                        help="override the preprocessing that comes with the weights")
     if not any("--arch" in action.option_strings for action in parser._actions):
@@ -100,6 +100,42 @@ def _summary(args: argparse.Namespace) -> int:
     sizes = args.input_size or ((32,) if spec.name == "cifar" else (224, 227))
     table = summary(model, sizes)
     print(table.to_json() if args.json else table)
+    return 0
+
+
+# -- models --------------------------------------------------------------------
+
+
+def _add_models(parser: argparse.ArgumentParser) -> Handler:
+    parser.add_argument("--json", action="store_true", help='print {"presets": [...], "pretrained": [...]}')
+    return _models
+
+
+def _models(args: argparse.Namespace) -> int:
+    from .text import text_table
+    from .zoo import list_models, list_pretrained
+
+    entries = list_pretrained().values()
+    if args.json:
+        print(json.dumps({"presets": list_models(), "pretrained": [entry.to_dict() for entry in entries]}, indent=2))
+        return 0
+
+    def percent(value: float | None) -> str:
+        return f"{value:.1%}" if value is not None else "-"
+
+    rows = [[entry.name, entry.arch or "-", f"{entry.num_params:,}" if entry.num_params else "-",
+             str(entry.min_input_size or "-"), f"{entry.file_size:,}" if entry.file_size else "-",
+             percent(entry.accuracy.top1 if entry.accuracy else None),
+             percent(entry.accuracy.top5 if entry.accuracy else None), entry.preprocessing or "-"]
+            for entry in entries]
+    print(f"presets (sq.build / --arch): {', '.join(list_models())}")
+    print("\npretrained weights (sq.build(ARCH, weights=NAME), sq.pretrained(NAME), --weights NAME):")
+    print("\n".join(text_table(["name", "arch", "params", "min input", "file bytes", "top-1", "top-5",
+                                "preprocessing"], rows)))
+    print("top-1/top-5: measured here on the 500 ImageNet sample images (docs/results.md); - = not measured here")
+    for entry in entries:
+        if entry.accuracy is not None and entry.accuracy.note:
+            print(f"  {entry.name}: {entry.accuracy.note}")
     return 0
 
 
@@ -429,6 +465,7 @@ class Command(NamedTuple):
 
 COMMANDS: dict[str, Command] = {
     "summary": Command("the paper's Table 1 for any spec: sizes, filters, params, MACs", _add_summary),
+    "models": Command("the presets and the pretrained weights: parameters, sizes, accuracy", _add_models),
     "predict": Command("the most probable classes of each image (or of a folder's images)", _add_predict),
     "evaluate": Command("top-1/top-5 accuracy over a labelled image folder", _add_evaluate),
     "train": Command("train on digits, CIFAR-10 or an image folder, from scratch (resumable, DDP)", _add_train,

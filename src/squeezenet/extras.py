@@ -1,8 +1,9 @@
 """Optional toolkits: exporters, runtimes and plotting are pip extras, imported only by the code that needs them.
 
 A core install loads, trains and evaluates. ONNX export and ONNX Runtime
-(``squeezenet[onnx]``), OpenVINO and NNCF (``squeezenet[openvino]``) and
-matplotlib (``squeezenet[plot]``) come as extras; ``require`` turns a
+(``squeezenet[onnx]``), OpenVINO and NNCF (``squeezenet[openvino]``),
+matplotlib (``squeezenet[plot]``) and huggingface_hub (``squeezenet[hub]``,
+for ``hf-hub:`` names) come as extras; ``require`` turns a
 missing one into a single line that names the extra to install.
 """
 
@@ -21,6 +22,7 @@ EXTRA_OF = {  # top-level module -> the extra that installs it (pyproject.toml's
     "nncf": "openvino",
     "matplotlib": "plot",
     "tensorboard": "tensorboard",
+    "huggingface_hub": "hub",
 }
 
 

@@ -12,6 +12,7 @@ import dataclasses
 import functools
 import json
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
@@ -181,7 +182,16 @@ class SqueezeNet(nn.Module):
                 if module.bias is not None:
                     nn.init.zeros_(module.bias)
 
+    @property
+    def num_features(self) -> int:
+        """Channels of the fire9 map that conv10 reads: the width of ``forward_head(..., pre_logits=True)``."""
+        return self.classifier.conv10.in_channels
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The backbone's output, the last Fire module's map (N, num_features, H, W): what a new head reads."""
         if not torch.jit.is_tracing() and not torch.compiler.is_compiling():
             height, width = x.shape[-2:]
             if min(height, width) < self.min_input_size:
@@ -189,7 +199,37 @@ class SqueezeNet(nn.Module):
                     f"input {height}x{width} is too small for {self.spec.name!r}: "
                     f"the minimum input size is {self.min_input_size}x{self.min_input_size}"
                 )
-        return torch.flatten(self.classifier(self.features(x)), 1)
+        return self.features(x)
+
+    def forward_head(self, features: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """The classifier on a ``forward_features`` map: logits (N, num_classes), or with ``pre_logits`` the
+        map after the classifier's dropout, averaged over space: (N, num_features), before conv10.
+
+        SqueezeNet's classifier is a 1x1 conv applied before the global pool, so the logits are the pool of
+        relu(conv10(map)), not a linear function of these pooled features; they are (logits = W @ pooled + b)
+        only for a spec with ``final_relu=False`` and ``conv10_padding=0``. The pooled features are what a
+        linear probe or a feature extractor takes, as timm's ``pre_logits`` are.
+        """
+        if pre_logits:
+            return torch.flatten(nn.functional.adaptive_avg_pool2d(self.classifier.dropout(features), 1), 1)
+        return torch.flatten(self.classifier(features), 1)
+
+    def reset_classifier(self, num_classes: int, class_names: Sequence[str] | None = None) -> None:
+        """A new conv10 with ``num_classes`` filters, for fine-tuning a trained backbone on other classes.
+
+        Initialised as a fresh network's (N(0, 0.01), zero bias), with the old layer's padding, device and
+        dtype; ``meta`` follows (spec.num_classes, and ``class_names``, which default to None).
+        """
+        spec = self.spec.replace(num_classes=num_classes)  # a SpecError for a count that is no positive integer
+        meta = self.meta.replace(spec=spec, class_names=None if class_names is None else tuple(class_names))
+        old = self.classifier.conv10
+        new = nn.Conv2d(old.in_channels, num_classes, 1, padding=old.padding, bias=old.bias is not None,
+                        device=old.weight.device, dtype=old.weight.dtype)
+        nn.init.normal_(new.weight, mean=0.0, std=0.01)
+        if new.bias is not None:
+            nn.init.zeros_(new.bias)
+        self.classifier.conv10 = new
+        self.meta = meta
 
 
 def build(arch: str | Spec = "1_0", **overrides: Any) -> SqueezeNet:
