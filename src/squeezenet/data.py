@@ -219,16 +219,24 @@ class Datasets:
 
 def load_datasets(source: str | Path, image_size: int | None = None, *, min_size: int = 1, strict: bool = False,
                   download: bool = False, cache: str = "auto", subset: int | None = None,
-                  crop_padding: int | None = None) -> Datasets:
+                  crop_padding: int | None = None, preprocessing: Preprocessing | None = None,
+                  val_fraction: float | None = None) -> Datasets:
     """``source``: "digits" (embedded), "cifar10" (torchvision's), an ImageFolder folder (with train/ and
     val/ or test/ subfolders for a test split), or a .tar/.tar.gz/.tgz archive of one (unpacked once into
     cache_dir()). ``image_size`` defaults to the data's own size for small images (at least ``min_size``,
     the network's smallest input) and 224 otherwise. ``cache``: "auto" | "on" | "off" (decode once into memory).
     ``subset``: train on a fixed random N of the training images (the same N for every seed; for quick runs).
     ``crop_padding``: how far pad-and-crop moves small training images (default: default_crop_padding).
+    ``preprocessing``: the recipe of the weights a model starts from, which then wins over the data's own:
+    images are normalised as it says, at its crop size unless ``image_size`` is given.
+    ``val_fraction``: a folder with no val/ or test/ split gets a fixed, stratified one of this share.
     """
     if cache not in ("auto", "on", "off"):
         raise DataError(f"cache must be auto, on or off, got {cache!r}")
+    if val_fraction is not None and not 0 <= val_fraction < 1:
+        raise DataError(f"the validation fraction must be in [0, 1), got {val_fraction!r}")
+    if preprocessing is not None and image_size is None:
+        image_size = preprocessing.output_size[0] if preprocessing.output_size else 224
     text = str(source)
     if text == "digits":
         data = _digits(image_size or max(32, min_size))
@@ -242,7 +250,7 @@ def load_datasets(source: str | Path, image_size: int | None = None, *, min_size
             path = memo = _unpack(path)  # our own cache folder: decoded images may be kept there too
         elif not path.exists():
             raise DataError(f"{path}: dataset not found (expected digits, cifar10, a folder or a .tar.gz archive)")
-        data = _folder(path, name, image_size, min_size, strict, cache, memo)
+        data = _folder(path, name, image_size, min_size, strict, cache, memo, val_fraction or 0.0)
     if subset is not None and subset < len(data.train):
         if subset < 1:
             raise DataError(f"subset must be a positive number of images, got {subset}")
@@ -252,8 +260,29 @@ def load_datasets(source: str | Path, image_size: int | None = None, *, min_size
         if isinstance(crop_padding, bool) or not isinstance(crop_padding, int) or crop_padding < 0:
             raise DataError(f"crop padding must be an integer >= 0, got {crop_padding!r}")
         data.train = data.train.with_crop_padding(crop_padding)
+    if preprocessing is not None:
+        _use_recipe(data, preprocessing)
     _check(data)
     return data
+
+
+def _use_recipe(data: Datasets, recipe: Preprocessing) -> None:
+    """Make ``recipe`` (a pretrained model's) the data's: normalisation as it says, at the data's image size.
+    Cached images were squashed to that size already; files are resized and cropped as the recipe does,
+    scaled to the size when it differs from the recipe's crop."""
+    size = data.image_size
+    if isinstance(data.train, CachedImages):
+        data.preprocessing = recipe.replace(name=data.name, resize=size, resize_mode="squash", crop=None)
+        return
+    crop, resize = recipe.crop, recipe.resize
+    if crop is not None and crop != size:
+        resize = round(size * resize / crop) if resize is not None else None
+    elif crop is None:
+        resize, crop = size, None
+    data.preprocessing = recipe.replace(name=data.name, resize=resize, crop=size if crop is not None else None)
+    for split in (data.train, data.test):
+        if split is not None:
+            split.preprocessing = data.preprocessing
 
 
 def _check(data: Datasets) -> None:
@@ -373,9 +402,10 @@ def _unpack(archive: Path) -> Path:
 
 
 def _folder(root: Path, name: str, image_size: int | None, min_size: int, strict: bool, cache: str,
-            memo: Path | None) -> Datasets:
-    """An ImageFolder tree (train/ + val/ or test/ make a test split). ``memo``: a folder where the decoded
-    images of a cached dataset are also kept on disk, so the next run skips decoding."""
+            memo: Path | None, val_fraction: float = 0.0) -> Datasets:
+    """An ImageFolder tree (train/ + val/ or test/ make a test split; without them, ``val_fraction`` of each
+    class is held out). ``memo``: a folder where the decoded images of a cached dataset are also kept on disk,
+    so the next run skips decoding."""
     entries = [p for p in root.iterdir() if not p.name.startswith(".")] if root.is_dir() else []
     if len(entries) == 1 and entries[0].is_dir() and not (root / "train").is_dir():
         nested = entries[0]  # an archive that holds one top folder
@@ -389,13 +419,16 @@ def _folder(root: Path, name: str, image_size: int | None, min_size: int, strict
         test_items, test_classes = labelled_images(test_dir)
         if test_classes != class_names:
             raise DataError(f"{test_dir}: its class folders differ from those of {train_dir}")
+    elif val_fraction:
+        train_items, test_items = _stratified_split(train_items, class_names, val_fraction, root)
     native = _first_size(train_items, train_dir)
     size = image_size or (max(native, min_size) if native <= SMALL_IMAGE_MAX else 224)
     count = len(train_items) + len(test_items)
     use_cache = cache == "on" or (cache == "auto" and size <= SMALL_IMAGE_MAX
                                   and count * 3 * size * size <= CACHE_LIMIT_BYTES)
     if use_cache:  # decode everything now: a corrupt file is found here, once
-        memo_file = memo / f".decoded-{size}.pt" if memo is not None else None
+        split = f"-val{val_fraction:g}" if test_dir is None and val_fraction else ""
+        memo_file = memo / f".decoded-{size}{split}.pt" if memo is not None else None
         decoded = _read_memo(memo_file, strict)
         if decoded is None:
             train = _decode_all(train_items, size, strict)
@@ -421,6 +454,28 @@ def _folder(root: Path, name: str, image_size: int | None, min_size: int, strict
     test_split = ImageFiles(test_items, size, augment=False, preprocessing=preprocessing, strict=strict) \
         if test_items else None
     return Datasets(name, train, test_split, class_names, size, preprocessing, skipped)
+
+
+def _stratified_split(items: list[tuple[Path, int]], class_names: list[str], fraction: float,
+                      root: Path) -> tuple[list[tuple[Path, int]], list[tuple[Path, int]]]:
+    """(train, val): ``fraction`` of each class's images (at least one) held out, chosen by a fixed seed, so
+    every run and every training seed scores the same images."""
+    by_class: dict[int, list[tuple[Path, int]]] = {}
+    for item in items:
+        by_class.setdefault(item[1], []).append(item)
+    train: list[tuple[Path, int]] = []
+    val: list[tuple[Path, int]] = []
+    generator = np.random.default_rng(0)
+    for label in sorted(by_class):
+        members = by_class[label]
+        if len(members) < 2:
+            raise DataError(f"{root}: class {class_names[label]!r} has {len(members)} image; a validation split "
+                            "needs at least 2 per class (add images, or give train/ and val/ folders)")
+        held = max(1, round(fraction * len(members)))
+        chosen = set(generator.permutation(len(members))[:held].tolist())
+        val += [item for index, item in enumerate(members) if index in chosen]
+        train += [item for index, item in enumerate(members) if index not in chosen]
+    return sorted(train), sorted(val)
 
 
 def _read_memo(path: Path | None, strict: bool) -> dict | None:

@@ -37,6 +37,7 @@ from .errors import ExploreError, SpecError, TrainingError
 from .model import summary
 from .spec import BYPASS_MODES, Metaparameters, Spec, get_spec
 from .train import RESUME_OVERRIDES, TrainConfig, read_metrics, spec_overrides, train
+from .train.config import DEFAULT_ARCH
 from .weights.io import read_safetensors, write_atomic
 
 # -- sweeps and points -----------------------------------------------------------------------------------------------
@@ -402,7 +403,7 @@ def explore(out: str | Path, sweeps: Sequence[Sweep], config: TrainConfig, base:
         raise ExploreError("nothing to explore: give --sweep NAME=V1,V2,... (e.g. squeeze_ratio=0.125,0.25,0.5) "
                            "or --bypass none,simple,complex")
     config.validate()
-    base = get_spec(base if base is not None else config.arch, **spec_overrides(config))
+    base = get_spec(base if base is not None else config.arch or DEFAULT_ARCH, **spec_overrides(config))
     points = plan_points(base, sweeps)
     out = Path(out)
     if out.exists() and not out.is_dir():

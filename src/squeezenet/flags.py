@@ -13,7 +13,16 @@ from typing import Any
 
 from .errors import TrainingError
 from .spec import Metaparameters, Spec, get_spec
-from .train.config import RESUME_OVERRIDES, TrainConfig, config_from_dict, field_type, flag_name, load_config
+from .train.config import (
+    DEFAULT_ARCH,
+    FINETUNE_RECIPE,
+    RESUME_OVERRIDES,
+    TrainConfig,
+    config_from_dict,
+    field_type,
+    flag_name,
+    load_config,
+)
 
 METAPARAMETERS = {"base_e": int, "incr_e": int, "freq": int, "num_fires": int, "pct_3x3": float,
                   "squeeze_ratio": float}
@@ -76,6 +85,9 @@ def train_config_from_arguments(args: argparse.Namespace) -> TrainConfig:
             raise TrainingError(f"--resume continues the run with its own config.yaml and spec.json; {shown} cannot "
                                 f"change (only {', '.join(flag_name(n) for n in RESUME_OVERRIDES)} can)")
     base = load_config(args.config) if args.config else TrainConfig()
+    if given.get("weights") or (base.weights and not given.get("resume")):  # fine-tuning: its recipe's defaults
+        recipe = TrainConfig(**FINETUNE_RECIPE)
+        base = load_config(args.config, recipe) if args.config else recipe
     return config_from_dict(given, "command line", base)
 
 
@@ -84,7 +96,7 @@ def train_spec_from_arguments(args: argparse.Namespace, config: TrainConfig) -> 
     or on --resume the run folder's own spec)."""
     if config.resume or not any(getattr(args, name, None) is not None for name in SPEC_FLAGS):
         return None
-    return with_metaparameters(get_spec(config.arch), args, rename=False)
+    return with_metaparameters(get_spec(config.arch or DEFAULT_ARCH), args, rename=False)
 
 
 # -- explore ------------------------------------------------------------------------------------------------------
@@ -132,7 +144,7 @@ def explore_from_arguments(args: argparse.Namespace) -> tuple[str, list[Any], Tr
         if len(sweep.values) != 1:
             raise ExploreError(f"--base {text!r}: expected one value, NAME=VALUE")
         changes[sweep.name] = sweep.values[0]
-    base = get_spec(config.arch)
+    base = get_spec(config.arch or DEFAULT_ARCH)
     if changes:
         base = spec_with(base, changes, "--base " + " ".join(args.base))
     return args.out, sweeps, config, base

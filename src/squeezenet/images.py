@@ -18,14 +18,24 @@ from .errors import DataError, one_line
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm")
 
-def open_image(path: str | Path, exif_transpose: bool = False) -> Image.Image:
+def set_max_image_pixels(pixels: int | None) -> None:
+    """Raise (or lower) the decompression-bomb limit for files the user trusts; None keeps Pillow's default
+    (about 89 megapixels). Pillow's limit is one setting for the whole process."""
+    if pixels is not None:
+        if isinstance(pixels, bool) or not isinstance(pixels, int) or pixels < 1:
+            raise DataError(f"--max-image-pixels must be a positive integer, got {pixels!r}")
+        Image.MAX_IMAGE_PIXELS = pixels
+
+
+def open_image(path: str | Path, exif_transpose: bool = True) -> Image.Image:
     """Any image file -> an RGB PIL image, decoded now (so a corrupt file fails here, not later).
 
     Handles CMYK, 16-bit and float grayscale (scaled to 8 bits, not clipped), palette images,
     transparency (composited over white, so transparent areas do not turn black) and grayscale.
-    Unreadable files and decompression bombs raise DataError naming the file. EXIF orientation
-    is ignored by default, as in the ImageNet pipelines the reference weights were trained and
-    scored with; ``exif_transpose=True`` turns camera photos upright.
+    Unreadable files and decompression bombs raise DataError naming the file. A photo's EXIF
+    orientation is applied (a phone's sideways picture comes out upright, as it is shown); the
+    ImageNet samples carry no orientation, so their scores do not change. Pictures larger than
+    ``set_max_image_pixels`` allows are refused.
     """
     path = Path(path)
     try:
@@ -42,7 +52,7 @@ def open_image(path: str | Path, exif_transpose: bool = False) -> Image.Image:
         # Pillow's own limit (Image.MAX_IMAGE_PIXELS, about 89 megapixels); its warning is an error here.
         raise DataError(
             f"{path}: image too large (over {Image.MAX_IMAGE_PIXELS or 0:,} pixels); refused as a possible "
-            "decompression bomb (raise PIL.Image.MAX_IMAGE_PIXELS if you trust it)"
+            "decompression bomb (--max-image-pixels N raises the limit if you trust the file)"
         ) from None
     except UnidentifiedImageError:
         raise DataError(f"{path}: not an image file Pillow can read") from None

@@ -32,7 +32,18 @@ class TrainConfig:
     plus a short warmup, which keeps the network out of the stall at loss ln(num_classes)."""
 
     data: str = _option("digits", "digits (embedded), cifar10 (torchvision's), an ImageFolder folder or a .tar.gz")
-    arch: str = _option("1_1", "architecture preset (see `squeezenet summary`)")
+    arch: str | None = _option(None, "architecture preset (see `squeezenet summary`; default: the one --weights "
+                                     "holds, else 1_1)")
+    weights: str | None = _option(None, "start from these weights: a file in any format `squeezenet predict` reads, "
+                                        "or a pretrained name; conv10 is re-made when the data has other classes, "
+                                        "the preprocessing is the weights', and the defaults are the fine-tuning "
+                                        "recipe (see docs/training.md)")
+    train: str = _option("all", "what to train: all, or classifier (conv10 only: a linear probe on the frozen "
+                                "backbone)", choices=("all", "classifier"))
+    backbone_lr_scale: float = _option(1.0, "the backbone's learning rate is the peak lr times this (e.g. 0.1); "
+                                            "conv10 gets the peak lr")
+    val_fraction: float = _option(0.2, "a folder without val/ or test/: the share of each class held out, by a "
+                                       "fixed seed, to score on (0: no test split)")
     epochs: int = _option(90, "passes over the training set")
     batch_size: int = _option(1024, "effective batch per optimizer step, over all processes")
     micro_batch: int | None = _option(None, "most images per forward pass (gradient accumulation; passes split the "
@@ -83,6 +94,8 @@ class TrainConfig:
     stall_patience: int = _option(50, "steps at loss ln(num_classes) (or dead outputs) before stopping; 0: off")
     time_limit: float | None = _option(None, "stop cleanly after this many seconds: checkpoint (mid-epoch: "
                                              "without scoring), then exit")
+    max_image_pixels: int | None = _option(None, "refuse images above this many pixels as decompression bombs "
+                                                 "(default: Pillow's 89 million); raise it for files you trust")
     tensorboard: bool = _option(False, "also log to RUN/tensorboard (needs the tensorboard package)")
     progress: bool = _option(True, "show a progress bar")
 
@@ -90,13 +103,19 @@ class TrainConfig:
     def peak_lr(self) -> float:
         return self.lr if self.lr is not None else PAPER_LR * self.batch_size / PAPER_BATCH
 
+    @classmethod
+    def finetuning(cls, weights: str, **changes: Any) -> TrainConfig:
+        """The fine-tuning recipe (FINETUNE_RECIPE) for ``weights``, with ``changes`` over it: what
+        `squeezenet train --weights W` starts from."""
+        return dataclasses.replace(cls(**FINETUNE_RECIPE), weights=str(weights), **changes)
+
     def validate(self) -> None:
         positive = ("epochs", "batch_size", "eval_every")
         for name in positive:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise TrainingError(f"{flag_name(name)} must be a positive integer, got {value!r}")
-        for name in ("micro_batch", "image_size", "num_classes", "subset"):
+        for name in ("micro_batch", "image_size", "num_classes", "subset", "max_image_pixels"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value < 1):
                 raise TrainingError(f"{flag_name(name)} must be a positive integer, got {value!r}")
@@ -113,9 +132,23 @@ class TrainConfig:
             raise TrainingError(f"--test-shift must be an integer >= 0, got {self.test_shift!r}")
         if self.checkpoint_every < 0 or self.keep < 1 or self.stall_patience < 0:
             raise TrainingError("--checkpoint-every and --stall-patience must be >= 0, --keep >= 1")
+        if not 0 <= self.val_fraction < 1:
+            raise TrainingError(f"--val-fraction must be in [0, 1), got {self.val_fraction!r}")
+        if not self.backbone_lr_scale >= 0:
+            raise TrainingError(f"--backbone-lr-scale must be >= 0, got {self.backbone_lr_scale!r}")
+        if self.train == "classifier" and self.weights is None and not self.resume:
+            raise TrainingError("--train classifier trains conv10 on a frozen backbone: give --weights to take the "
+                                "backbone from")
 
 
 PAPER_LR, PAPER_BATCH = 0.04, 1024  # the SqueezeNet solver's base_lr (poly decay, power 1) at batch 1024
+DEFAULT_ARCH = "1_1"  # trained from scratch when neither --arch nor --weights names one
+
+# The defaults when training starts from pretrained weights (`--weights`), measured on few-shot CIFAR-10 (see
+# docs/training.md): a small batch suits the small datasets people fine-tune on, and a short cosine schedule
+# after one warmup epoch keeps the pretrained features from being washed out early.
+FINETUNE_RECIPE: dict[str, Any] = {"epochs": 10, "batch_size": 32, "lr": 0.01, "warmup_epochs": 1.0,
+                                   "schedule": "cosine"}
 
 # Settings a resumed run may change: they alter where and how fast it runs, or which epochs are scored,
 # never the weights it computes.

@@ -8,9 +8,7 @@ record (``Position``) that checkpoints store and a resume restores, so a resumed
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import math
-import os
 import signal
 import sys
 import threading
@@ -26,15 +24,16 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from ..data import Datasets, Key, batches, epoch_order, load_datasets
+from ..data import Key, batches, epoch_order
 from ..errors import TrainingError
 from ..evaluate import Tally
 from ..model import SqueezeNet
-from ..spec import Spec, get_spec
-from .config import RESUME_OVERRIDES, TrainConfig, load_config, spec_overrides
+from ..spec import Spec
+from .config import TrainConfig
 from .distributed import Processes, all_sum, barrier, gather, share_buffers, start_processes, stop, wrap
-from .memory import keep_freed_memory, micro_batch
+from .memory import keep_freed_memory
 from .run_folder import RunFolder, rng_state, seed_everything, set_rng_state
+from .setup import Setup, resolve_run, set_up, train_mode
 
 
 @dataclass
@@ -59,12 +58,12 @@ def run(config: TrainConfig, model: SqueezeNet | None = None, spec: Spec | None 
 
 def _train(config: TrainConfig, processes: Processes, initial: SqueezeNet | None, spec: Spec | None) -> TrainResult:
     config.validate()
-    config, run, state = _resolve_run(config, processes)
+    config, run, state = resolve_run(config, processes)
     config.validate()
     if config.keep_freed_memory and processes.device.type == "cpu":
         keep_freed_memory()
     seed_everything(config.seed + processes.rank)  # dropout differs across processes; the data order does not
-    setup = _set_up(config, processes, run, initial, spec)
+    setup = set_up(config, processes, run, initial, spec, state)
     position = _restore(setup, state) if state is not None else Position()
     if state is None and processes.main:
         run.create(config, setup.model.spec)
@@ -81,7 +80,7 @@ def _train(config: TrainConfig, processes: Processes, initial: SqueezeNet | None
     started = time.perf_counter()
     last_metrics: dict[str, Any] = {}
     stopped_early = False
-    network.train()
+    train_mode(setup, network)
     with _stop_on_signal() as stop_requested:
         def should_stop() -> bool:
             return stop_requested["stop"] or (config.time_limit is not None
@@ -102,107 +101,7 @@ def _train(config: TrainConfig, processes: Processes, initial: SqueezeNet | None
                        processes.main)
 
 
-# -- the run: where it is written, what it trains, where it stands -----------------------------------------------------
-
-
-def _resolve_run(config: TrainConfig, processes: Processes) -> tuple[TrainConfig, RunFolder, dict | None]:
-    """The config to run, its folder, and the checkpoint state to resume from (None for a new run)."""
-    if config.resume:
-        run = RunFolder(Path(config.resume))
-        if not run.config.is_file():
-            raise TrainingError(f"{run.path}: no config.yaml here; not a run folder")
-        saved = load_config(run.config)
-        defaults = TrainConfig()
-        overrides = {n: getattr(config, n) for n in RESUME_OVERRIDES if getattr(config, n) != getattr(defaults, n)}
-        return dataclasses.replace(saved, **overrides, resume=str(run.path), out=str(run.path)), run, run.read_state()
-    out = config.out
-    if out is None:  # every process must agree on the folder
-        out = gather(f"runs/{time.strftime('%Y%m%d-%H%M%S')}", processes)[0]
-    return dataclasses.replace(config, out=out), RunFolder(Path(out)), None
-
-
-@dataclass
-class Setup:
-    """Everything fixed before the first step: the data, the model and its optimizer, and how a batch is cut."""
-
-    config: TrainConfig
-    processes: Processes
-    run: RunFolder
-    data: Datasets
-    model: SqueezeNet
-    optimizer: torch.optim.Optimizer
-    steps_per_epoch: int
-    per_process: int  # images of each batch this process trains on
-    micro: int  # images per forward pass
-    accumulation: int  # forward passes per optimizer step
-    workers: int
-
-    @property
-    def total_steps(self) -> int:
-        return self.steps_per_epoch * self.config.epochs
-
-    def describe(self) -> str:
-        config, data, spec = self.config, self.data, self.model.spec
-        return (f"training {spec.name} ({sum(p.numel() for p in self.model.parameters()):,} parameters) on "
-                f"{data.name}: {len(data.train):,} images at {data.image_size}x{data.image_size}, "
-                f"{spec.num_classes} classes, {self.steps_per_epoch} steps x {config.epochs} epochs, batch "
-                f"{config.batch_size} = {self.processes.world} process(es) x {self.accumulation} x {self.micro}, "
-                f"peak lr {config.peak_lr:.4g}, on {self.processes.device}; run folder {self.run.path}")
-
-
-def _set_up(config: TrainConfig, processes: Processes, run: RunFolder, initial: SqueezeNet | None,
-            spec: Spec | None) -> Setup:
-    """Data, model and optimizer, every setting checked against the data before the first step."""
-    if config.batch_size % processes.world:
-        raise TrainingError(f"--batch-size {config.batch_size} must divide evenly among {processes.world} processes")
-    per_process = config.batch_size // processes.world
-    spec = _spec_to_train(config, run, initial, spec)
-    data = load_datasets(config.data, config.image_size, min_size=spec.min_input_size(), strict=config.strict,
-                         download=config.download, cache=config.cache, subset=config.subset,
-                         crop_padding=config.crop_padding)
-    num_classes = config.num_classes or (initial.spec.num_classes if initial is not None else data.num_classes)
-    if num_classes < data.num_classes:
-        raise TrainingError(f"{data.name}: has {data.num_classes} classes but --num-classes is {num_classes}")
-    spec = spec.replace(num_classes=num_classes)
-    if initial is not None and spec != initial.spec:
-        raise TrainingError(f"the model to train has {initial.spec.num_classes} outputs, not {num_classes}")
-    spec.spatial_sizes(data.image_size)  # InputSizeError now rather than at the first step
-    if data.test is not None and config.test_shift >= data.image_size:
-        raise TrainingError(f"--test-shift {config.test_shift} must be smaller than the images "
-                            f"({data.image_size}x{data.image_size})")
-    steps_per_epoch = len(data.train) // config.batch_size
-    if steps_per_epoch == 0:
-        raise TrainingError(f"{data.name}: {len(data.train)} training images are fewer than one batch "
-                            f"(--batch-size {config.batch_size})")
-    model = initial if initial is not None else SqueezeNet(spec)
-    class_names = data.class_names + [f"class {i}" for i in range(data.num_classes, num_classes)]
-    model.meta = model.meta.replace(preprocessing=data.preprocessing, class_names=tuple(class_names))
-    micro = min(config.micro_batch or micro_batch(model, data.image_size, per_process, processes.device), per_process)
-    accumulation = math.ceil(per_process / micro)
-    micro = math.ceil(per_process / accumulation)  # even passes: 32 images at most 24 a pass go as 16 + 16
-    workers = config.workers if config.workers is not None else min(4, max(0, (os.cpu_count() or 1) - 1))
-    model.to(processes.device)
-    if config.channels_last:
-        model.to(memory_format=torch.channels_last)
-    if config.optimizer == "sgd":
-        optimizer: torch.optim.Optimizer = torch.optim.SGD(model.parameters(), lr=config.peak_lr,
-                                                           momentum=config.momentum, nesterov=config.nesterov,
-                                                           weight_decay=config.weight_decay)
-    else:
-        optimizer = torch.optim.AdamW(model.parameters(), lr=config.peak_lr, weight_decay=config.weight_decay)
-    return Setup(config, processes, run, data, model, optimizer, steps_per_epoch, per_process, micro, accumulation,
-                 workers)
-
-
-def _spec_to_train(config: TrainConfig, run: RunFolder, initial: SqueezeNet | None, spec: Spec | None) -> Spec:
-    """The given model's spec; a resumed run's stored one; else the given spec or the config's preset, with the
-    config's spec settings (dropout, batch norm, final ReLU, bypass) over it."""
-    if initial is not None:
-        return initial.spec
-    stored = run.read_spec() if config.resume else None
-    if stored is not None:
-        return stored
-    return get_spec(spec if spec is not None else config.arch, **spec_overrides(config))
+# -- where the run stands ----------------------------------------------------------------------------------------------
 
 
 @dataclass
@@ -300,7 +199,7 @@ def train_one_epoch(setup: Setup, network: nn.Module, position: Position, stall:
             step_start = time.perf_counter()
             lr = learning_rate(config, position.step, setup.total_steps, setup.steps_per_epoch)
             for group in optimizer.param_groups:
-                group["lr"] = lr
+                group["lr"] = lr * group["lr_scale"]
             totals = torch.zeros(4, dtype=torch.float64, device=processes.device)  # loss, hits, n, dead
             for m in range(setup.accumulation):
                 images, labels = next(loader)
@@ -401,7 +300,7 @@ def evaluate(setup: Setup) -> dict[str, float]:
             if len(labels):
                 images, labels = _to_device(images, labels, setup)
                 tally.add(_test_logits(model, images, config), labels)
-    model.train()
+    train_mode(setup, model)
     all_sum(tally.sums, processes)
     all_sum(tally.alive, processes)
     result = tally.accuracy()

@@ -1,0 +1,183 @@
+"""Setting a run up: its folder and config, the data, the model it trains (fresh, given, or from pretrained
+weights with a new head), and the optimizer over what ``--train`` trains. Everything is checked against the
+data here, before the first step."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..data import Datasets, load_datasets
+from ..errors import TrainingError
+from ..images import set_max_image_pixels
+from ..model import SqueezeNet
+from ..preprocess import Preprocessing
+from ..spec import Spec, get_spec
+from .config import DEFAULT_ARCH, RESUME_OVERRIDES, TrainConfig, load_config, spec_overrides
+from .distributed import Processes, gather
+from .memory import micro_batch
+from .run_folder import RunFolder
+
+
+def resolve_run(config: TrainConfig, processes: Processes) -> tuple[TrainConfig, RunFolder, dict | None]:
+    """The config to run, its folder, and the checkpoint state to resume from (None for a new run)."""
+    if config.resume:
+        run = RunFolder(Path(config.resume))
+        if not run.config.is_file():
+            raise TrainingError(f"{run.path}: no config.yaml here; not a run folder")
+        saved = load_config(run.config)
+        defaults = TrainConfig()
+        overrides = {n: getattr(config, n) for n in RESUME_OVERRIDES if getattr(config, n) != getattr(defaults, n)}
+        return dataclasses.replace(saved, **overrides, resume=str(run.path), out=str(run.path)), run, run.read_state()
+    out = config.out
+    if out is None:  # every process must agree on the folder
+        out = gather(f"runs/{time.strftime('%Y%m%d-%H%M%S')}", processes)[0]
+    return dataclasses.replace(config, out=out), RunFolder(Path(out)), None
+
+
+@dataclass
+class Setup:
+    """Everything fixed before the first step: the data, the model and its optimizer, and how a batch is cut."""
+
+    config: TrainConfig
+    processes: Processes
+    run: RunFolder
+    data: Datasets
+    model: SqueezeNet
+    optimizer: torch.optim.Optimizer
+    steps_per_epoch: int
+    per_process: int  # images of each batch this process trains on
+    micro: int  # images per forward pass
+    accumulation: int  # forward passes per optimizer step
+    workers: int
+
+    @property
+    def total_steps(self) -> int:
+        return self.steps_per_epoch * self.config.epochs
+
+    def describe(self) -> str:
+        config, data, spec = self.config, self.data, self.model.spec
+        return (f"training {spec.name} ({sum(p.numel() for p in self.model.parameters()):,} parameters) on "
+                f"{data.name}: {len(data.train):,} images at {data.image_size}x{data.image_size}, "
+                f"{spec.num_classes} classes, {self.steps_per_epoch} steps x {config.epochs} epochs, batch "
+                f"{config.batch_size} = {self.processes.world} process(es) x {self.accumulation} x {self.micro}, "
+                f"peak lr {config.peak_lr:.4g}, on {self.processes.device}; run folder {self.run.path}")
+
+
+def set_up(config: TrainConfig, processes: Processes, run: RunFolder, initial: SqueezeNet | None,
+            spec: Spec | None, state: dict[str, Any] | None) -> Setup:
+    """Data, model and optimizer, every setting checked against the data before the first step."""
+    if config.batch_size % processes.world:
+        raise TrainingError(f"--batch-size {config.batch_size} must divide evenly among {processes.world} processes")
+    per_process = config.batch_size // processes.world
+    set_max_image_pixels(config.max_image_pixels)
+    start, recipe = _starting_point(config, run, state, initial)
+    spec = _spec_to_train(config, run, start, spec)
+    data = load_datasets(config.data, config.image_size, min_size=spec.min_input_size(), strict=config.strict,
+                         download=config.download, cache=config.cache, subset=config.subset,
+                         crop_padding=config.crop_padding, preprocessing=recipe, val_fraction=config.val_fraction)
+    model = _model_for(data, config, spec, start, fixed_head=initial is not None)
+    spec = model.spec
+    spec.spatial_sizes(data.image_size)  # InputSizeError now rather than at the first step
+    if data.test is not None and config.test_shift >= data.image_size:
+        raise TrainingError(f"--test-shift {config.test_shift} must be smaller than the images "
+                            f"({data.image_size}x{data.image_size})")
+    steps_per_epoch = len(data.train) // config.batch_size
+    if steps_per_epoch == 0:
+        raise TrainingError(f"{data.name}: {len(data.train)} training images are fewer than one batch "
+                            f"(--batch-size {config.batch_size})")
+    micro = min(config.micro_batch or micro_batch(model, data.image_size, per_process, processes.device), per_process)
+    accumulation = math.ceil(per_process / micro)
+    micro = math.ceil(per_process / accumulation)  # even passes: 32 images at most 24 a pass go as 16 + 16
+    workers = config.workers if config.workers is not None else min(4, max(0, (os.cpu_count() or 1) - 1))
+    model.to(processes.device)
+    if config.channels_last:
+        model.to(memory_format=torch.channels_last)
+    return Setup(config, processes, run, data, model, _optimizer(model, config), steps_per_epoch, per_process,
+                 micro, accumulation, workers)
+
+
+def _starting_point(config: TrainConfig, run: RunFolder, state: dict[str, Any] | None,
+                    initial: SqueezeNet | None) -> tuple[SqueezeNet | None, Preprocessing | None]:
+    """The network to train in place (the one given, or the weights of --weights) and the preprocessing that
+    wins over the data's own: a model's recipe is what its weights expect. A resumed fine-tuning takes both
+    from its run folder (spec.json, the checkpoint), never from --weights again."""
+    if initial is not None:
+        return initial, initial.preprocess
+    if not config.weights:
+        return None, None
+    if state is not None:
+        from ..weights.io import read_safetensors
+
+        return None, read_safetensors(run.path / state["weights"]).preprocessing
+    from ..weights.io import load
+    from ..weights.registry import resolve
+
+    pretrained = load(resolve(config.weights), arch=config.arch)
+    return pretrained, pretrained.preprocess
+
+
+def _model_for(data: Datasets, config: TrainConfig, spec: Spec, start: SqueezeNet | None,
+               fixed_head: bool) -> SqueezeNet:
+    """The model the data trains: ``start`` (its conv10 re-made when the data has other classes, unless the
+    caller's model must keep its head), else a fresh one; it carries the data's class names and recipe."""
+    num_classes = config.num_classes or (start.spec.num_classes if fixed_head and start else data.num_classes)
+    if num_classes < data.num_classes:
+        raise TrainingError(f"{data.name}: has {data.num_classes} classes but --num-classes is {num_classes}")
+    class_names = tuple(data.class_names + [f"class {i}" for i in range(data.num_classes, num_classes)])
+    if start is None:
+        model = SqueezeNet(spec.replace(num_classes=num_classes))
+    elif fixed_head:
+        if start.spec.num_classes != num_classes:
+            raise TrainingError(f"the model to train has {start.spec.num_classes} outputs, not {num_classes}")
+        model = start
+    else:
+        model = start
+        known = start.meta.class_names
+        if start.spec.num_classes != num_classes or (known is not None and known != class_names):
+            model.reset_classifier(num_classes)  # a new head for the data's classes: the paper's N(0, 0.01)
+    model.meta = model.meta.replace(preprocessing=data.preprocessing, class_names=class_names)
+    return model
+
+
+def _optimizer(model: SqueezeNet, config: TrainConfig) -> torch.optim.Optimizer:
+    """SGD or AdamW over what ``--train`` trains. With --train classifier the backbone is frozen (no gradients,
+    its batch-norm statistics fixed); --backbone-lr-scale gives the backbone its own share of the lr."""
+    if config.train == "classifier":
+        model.features.requires_grad_(False)
+        groups = [{"params": list(model.classifier.parameters()), "lr_scale": 1.0}]
+    elif config.backbone_lr_scale != 1.0:
+        groups = [{"params": list(model.features.parameters()), "lr_scale": config.backbone_lr_scale},
+                  {"params": list(model.classifier.parameters()), "lr_scale": 1.0}]
+    else:  # one group, as every run before backbone scales existed: their checkpoints resume the same
+        groups = [{"params": list(model.parameters()), "lr_scale": 1.0}]
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=config.peak_lr, momentum=config.momentum, nesterov=config.nesterov,
+                               weight_decay=config.weight_decay)
+    return torch.optim.AdamW(groups, lr=config.peak_lr, weight_decay=config.weight_decay)
+
+
+def train_mode(setup: Setup, network: nn.Module) -> None:
+    """Training mode, except a frozen backbone, which keeps its batch-norm statistics (a linear probe)."""
+    network.train()
+    if setup.config.train == "classifier":
+        setup.model.features.eval()
+
+
+def _spec_to_train(config: TrainConfig, run: RunFolder, start: SqueezeNet | None, spec: Spec | None) -> Spec:
+    """The starting model's spec; a resumed run's stored one; else the given spec or the config's preset, with
+    the config's spec settings (dropout, batch norm, final ReLU, bypass) over it."""
+    if start is not None:
+        return start.spec
+    stored = run.read_spec() if config.resume else None
+    if stored is not None:
+        return stored
+    return get_spec(spec if spec is not None else config.arch or DEFAULT_ARCH, **spec_overrides(config))

@@ -1,0 +1,169 @@
+"""Fine-tuning the real pretrained SqueezeNet v1.1 on a small folder of real photos (CIFAR-10 JPEG files).
+
+Training runs at 64x64 (small images: decoded once, squashed to the size, normalised as the weights' Caffe
+recipe says) and one epoch, so each run takes seconds.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+import squeezenet as sq
+from squeezenet.cli import make_parser
+from squeezenet.flags import train_config_from_arguments
+from squeezenet.images import open_image, set_max_image_pixels
+from squeezenet.train import read_metrics, train
+from squeezenet.weights.io import read_safetensors
+
+from .conftest import run_cli, shared_path
+
+CLASSES = ("ship", "cat", "dog")  # deliberately not sorted: the head must follow the sorted folder names
+FAST = ["--image-size", "64", "--epochs", "1", "--batch-size", "8", "--no-progress", "--workers", "0"]
+
+
+@pytest.fixture(scope="module")
+def caffemodel() -> Path:
+    return shared_path("weights/caffe_v1.1/squeezenet_v1.1.caffemodel")
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One class-per-folder tree of 12 real CIFAR-10 photos per class, no val/ folder."""
+    archive = shared_path("data/cifar10-jpeg.tar.gz")
+    root = tmp_path_factory.mktemp("photos")
+    wanted = {name: 0 for name in CLASSES}
+    with tarfile.open(archive) as tar:
+        for member in tar:
+            parts = Path(member.name).parts
+            if member.isfile() and len(parts) >= 3 and parts[-3] == "train" and wanted.get(parts[-2], 12) < 12:
+                wanted[parts[-2]] += 1
+                (root / parts[-2]).mkdir(exist_ok=True)
+                (root / parts[-2] / parts[-1]).write_bytes(tar.extractfile(member).read())
+            if all(count == 12 for count in wanted.values()):
+                break
+    return root
+
+
+def _conv_tensors(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    return {key: value for key, value in state.items() if key.startswith(prefix)}
+
+
+def test_fine_tuning_makes_a_new_head_for_the_folders_and_inherits_the_preprocessing(tmp_path, photos, caffemodel,
+                                                                                    capsys):
+    code, out, err = run_cli(capsys, "train", "--weights", str(caffemodel), "--data", str(photos),
+                             "--out", str(tmp_path / "run"), *FAST, "--image-size", "96")  # over 64: files, cropped
+    assert code == 0, err
+    model = sq.load(tmp_path / "run" / "best.safetensors")
+    assert model.meta.class_names == ("cat", "dog", "ship") and model.spec.num_classes == 3
+    assert model.spec.name == "1_1"  # the architecture came from the weights
+    recipe = model.preprocess  # the Caffe recipe, scaled from 227 to the 96-pixel training size
+    assert (recipe.channel_order, recipe.scale, recipe.mean, recipe.crop, recipe.resize, recipe.resize_mode) == \
+        ("BGR", 255.0, (104.0, 117.0, 123.0), 96, round(96 * 256 / 227), "squash")
+    records = read_metrics(tmp_path / "run")
+    assert records and "test_top1" in records[0]  # scored on the held-out 20% of each class
+    assert "batch 8" in out and "peak lr 0.01" in out  # the fine-tuning recipe, not the paper's from scratch
+
+
+def test_the_validation_split_is_stratified_and_fixed(photos):
+    from squeezenet.data import load_datasets
+
+    first = load_datasets(photos, 32, val_fraction=0.25)
+    again = load_datasets(photos, 32, val_fraction=0.25)
+    assert len(first.test) == 9 and len(first.train) == 27  # 3 of each class's 12
+    assert torch.bincount(first.test.labels).tolist() == [3, 3, 3]
+    assert torch.equal(first.test.images, again.test.images)
+
+
+def test_a_linear_probe_leaves_the_backbone_bit_identical(tmp_path, photos, caffemodel):
+    config = sq.TrainConfig.finetuning(str(caffemodel), data=str(photos), out=str(tmp_path / "probe"),
+                                       train="classifier", image_size=64, epochs=1, batch_size=8, progress=False,
+                                       workers=0)
+    train(config)
+    before = sq.load(caffemodel).state_dict()
+    after = read_safetensors(tmp_path / "probe" / "last.safetensors").state_dict
+    features = _conv_tensors(before, "features.")
+    assert features and all(torch.equal(after[key], value) for key, value in features.items())
+    assert after["classifier.conv10.weight"].shape == (3, 512, 1, 1)
+
+
+def test_backbone_lr_scale_zero_trains_only_the_head(tmp_path, photos, caffemodel):
+    config = sq.TrainConfig.finetuning(str(caffemodel), data=str(photos), out=str(tmp_path / "scaled"),
+                                       backbone_lr_scale=0.0, weight_decay=0.0, image_size=64, epochs=1,
+                                       batch_size=8, progress=False, workers=0)
+    train(config)
+    before = sq.load(caffemodel).state_dict()
+    after = read_safetensors(tmp_path / "scaled" / "last.safetensors").state_dict
+    assert all(torch.equal(after[key], value) for key, value in _conv_tensors(before, "features.").items())
+    head = sq.SqueezeNet(sq.get_spec("1_1", num_classes=3)).state_dict()["classifier.conv10.weight"]
+    assert not torch.equal(after["classifier.conv10.weight"], head)
+
+
+def test_a_models_own_preprocessing_wins_over_the_datasets(tmp_path, photos, caffemodel):
+    """A hand-made head on the Caffe weights trains on BGR 0-255 crops, not on the folder's RGB 0-1 recipe."""
+    model = sq.load(caffemodel)
+    model.reset_classifier(3)
+    config = sq.TrainConfig(data=str(photos), out=str(tmp_path / "own"), image_size=64, epochs=1, batch_size=8,
+                            lr=0.01, progress=False, workers=0)
+    train(config, model=model)
+    assert sq.load(tmp_path / "own" / "best.safetensors").preprocess.channel_order == "BGR"
+
+
+def test_a_fine_tuning_resumes_in_a_fresh_process(tmp_path, photos, caffemodel):
+    run = tmp_path / "run"
+    base = [sys.executable, "-m", "squeezenet", "train"]
+    first = subprocess.run([*base, "--weights", str(caffemodel), "--data", str(photos), "--out", str(run), *FAST[:2],
+                            "--epochs", "2", "--batch-size", "8", "--no-progress", "--time-limit", "0"],
+                           capture_output=True, text=True, timeout=300)
+    assert first.returncode == 0, first.stderr
+    second = subprocess.run([*base, "--resume", str(run), "--time-limit", "600", "--no-progress"],
+                            capture_output=True, text=True, timeout=300)
+    assert second.returncode == 0, second.stderr
+    assert [r["epoch"] for r in read_metrics(run)] == [1, 2]
+    assert sq.load(run / "best.safetensors").preprocess.channel_order == "BGR"
+
+
+def test_the_fine_tuning_recipe_is_the_default_only_with_weights():
+    parser, _ = make_parser(["train"])
+    tuned = train_config_from_arguments(parser.parse_args(["train", "--weights", "w.caffemodel", "--epochs", "3"]))
+    assert (tuned.batch_size, tuned.lr, tuned.schedule, tuned.epochs) == (32, 0.01, "cosine", 3)
+    scratch = train_config_from_arguments(parser.parse_args(["train"]))
+    assert (scratch.batch_size, scratch.lr, scratch.epochs) == (1024, None, 90)
+
+
+def test_small_folders_fail_before_training_with_one_line(tmp_path, photos, caffemodel, capsys):
+    lonely = tmp_path / "lonely"
+    for name, count in (("cat", 3), ("dog", 1)):
+        (lonely / name).mkdir(parents=True)
+        for index in range(count):
+            (lonely / name / f"{index}.jpg").write_bytes((photos / name / sorted(p.name for p in
+                                                          (photos / name).iterdir())[index]).read_bytes())
+    code, _, err = run_cli(capsys, "train", "--weights", str(caffemodel), "--data", str(lonely), *FAST)
+    assert code == 2 and err.count("\n") == 1 and "'dog' has 1 image" in err
+    code, _, err = run_cli(capsys, "train", "--data", str(photos), "--train", "classifier", *FAST)
+    assert code == 2 and "give --weights" in err
+
+
+def test_photos_come_upright_and_the_pixel_limit_can_be_raised(tmp_path):
+    sideways = tmp_path / "sideways.jpg"
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 degrees clockwise to display"
+    Image.new("RGB", (40, 20), (200, 30, 30)).save(sideways, exif=exif)
+    assert open_image(sideways).size == (20, 40)
+    big = tmp_path / "big.png"
+    Image.new("RGB", (300, 300)).save(big)
+    before = Image.MAX_IMAGE_PIXELS
+    try:
+        set_max_image_pixels(300 * 300 // 4)  # Pillow refuses twice its limit outright
+        with pytest.raises(sq.DataError, match="--max-image-pixels"):
+            open_image(big)
+        set_max_image_pixels(300 * 300)
+        assert open_image(big).size == (300, 300)
+    finally:
+        Image.MAX_IMAGE_PIXELS = before
