@@ -68,7 +68,7 @@ def test_fine_tuning_makes_a_new_head_for_the_folders_and_inherits_the_preproces
         ("BGR", 255.0, (104.0, 117.0, 123.0), 96, round(96 * 256 / 227), "squash")
     records = read_metrics(tmp_path / "run")
     assert records and "test_top1" in records[0]  # scored on the held-out 20% of each class
-    assert "batch 8" in out and "peak lr 0.01" in out  # the fine-tuning recipe, not the paper's from scratch
+    assert "batch 8" in out and "peak lr 0.003" in out  # the fine-tuning recipe, not the paper's from scratch
 
 
 def test_the_validation_split_is_stratified_and_fixed(photos):
@@ -132,7 +132,7 @@ def test_a_fine_tuning_resumes_in_a_fresh_process(tmp_path, photos, caffemodel):
 def test_the_fine_tuning_recipe_is_the_default_only_with_weights():
     parser, _ = make_parser(["train"])
     tuned = train_config_from_arguments(parser.parse_args(["train", "--weights", "w.caffemodel", "--epochs", "3"]))
-    assert (tuned.batch_size, tuned.lr, tuned.schedule, tuned.epochs) == (32, 0.01, "cosine", 3)
+    assert (tuned.batch_size, tuned.lr, tuned.schedule, tuned.epochs) == (32, 0.003, "cosine", 3)
     scratch = train_config_from_arguments(parser.parse_args(["train"]))
     assert (scratch.batch_size, scratch.lr, scratch.epochs) == (1024, None, 90)
 

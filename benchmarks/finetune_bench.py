@@ -1,0 +1,123 @@
+"""Fine-tuning the pretrained SqueezeNet v1.1 on few images, against a linear probe and training from scratch.
+
+Run by hand (minutes each; one at a time on a quiet machine):
+
+    .venv/bin/python benchmarks/finetune_bench.py recipe               # the learning rate of the recipe
+    .venv/bin/python benchmarks/finetune_bench.py fewshot              # (a) fine-tune vs probe vs scratch
+    .venv/bin/python benchmarks/finetune_bench.py first-model          # (c) a 500-image folder to best.safetensors
+
+The data is CIFAR-10 from ../shared (JPEG files): a fixed, seeded subset of N training images per class,
+laid out as an ImageFolder (train/ + val/ of symbolic links), so every run goes through `squeezenet train`
+exactly as a user's folder would. Each run is its own `squeezenet train` process; the figures come from its
+run folder's metrics.jsonl.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+from shared_files import CAFFEMODEL_V11, CIFAR10
+
+CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+
+
+def unpacked(cache: Path) -> Path:
+    """CIFAR-10's JPEG files, unpacked once under ``cache``."""
+    root = cache / "cifar10-jpeg"
+    if not (root / "train").is_dir():
+        root.mkdir(parents=True, exist_ok=True)
+        with tarfile.open(CIFAR10) as archive:
+            archive.extractall(root, filter="data")
+    return root
+
+
+def folder(cache: Path, per_class: int, test_per_class: int | None) -> Path:
+    """train/ with ``per_class`` images of each class (seed 0), val/ with ``test_per_class`` test images of each
+    (None: all 1,000), as symbolic links."""
+    source = unpacked(cache)
+    target = cache / f"cifar10-{per_class}-{test_per_class or 'all'}"
+    if target.is_dir():
+        return target
+    picker = random.Random(0)
+    for split, count in (("train", per_class), ("val", test_per_class)):
+        for name in CLASSES:
+            files = sorted((source / ("train" if split == "train" else "test") / name).iterdir())
+            chosen = sorted(picker.sample(files, count)) if count is not None else files
+            (target / split / name).mkdir(parents=True, exist_ok=True)
+            for file in chosen:
+                (target / split / name / file.name).symlink_to(file)
+    return target
+
+
+def train(data: Path, out: Path, *flags: str) -> dict[str, object]:
+    """One `squeezenet train` run; its wall time and last metrics."""
+    command = [sys.executable, "-m", "squeezenet", "train", "--data", str(data), "--out", str(out),
+               "--no-progress", *flags]
+    print("$", " ".join(command[2:]), flush=True)
+    started = time.perf_counter()
+    result = subprocess.run(command, capture_output=True, text=True)
+    wall = time.perf_counter() - started
+    if result.returncode != 0:
+        raise SystemExit(f"training failed:\n{result.stderr[-2000:]}")
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    last = records[-1]
+    row = {"run": str(out), "wall_seconds": round(wall, 1), "epochs": len(records),
+           "train_seconds": round(last["elapsed_seconds"], 1), "test_top1": last.get("test_top1"),
+           "best_top1": max(r.get("test_top1", 0.0) for r in records)}
+    print(json.dumps(row), flush=True)
+    return row
+
+
+def recipe(args: argparse.Namespace) -> None:
+    """The fine-tuning learning rate: 50 images per class, scored on 100 test images per class."""
+    data = folder(args.cache, 50, 100)
+    rows = {lr: train(data, args.out / f"recipe-lr{lr}", "--weights", str(CAFFEMODEL_V11), "--lr", lr)
+            for lr in args.lrs.split(",")}
+    print(json.dumps({"recipe": rows}))
+
+
+def fewshot(args: argparse.Namespace) -> None:
+    """(a): 50 images per class, the full 10,000 test images, the same budget for each way of training."""
+    data = folder(args.cache, 50, None)
+    budget = ["--time-limit", str(args.budget_minutes * 60), "--eval-every", "1000"]
+    rows = {
+        "fine-tuned": train(data, args.out / "fewshot-finetune", "--weights", str(CAFFEMODEL_V11),
+                            "--epochs", str(args.epochs), *budget),
+        "linear probe": train(data, args.out / "fewshot-probe", "--weights", str(CAFFEMODEL_V11), "--train",
+                              "classifier", "--epochs", str(args.epochs), *budget),
+        "from scratch": train(data, args.out / "fewshot-scratch", "--arch", "1_1", "--image-size", "227",
+                              "--epochs", str(args.epochs), "--batch-size", "32", "--lr", "0.01",
+                              "--schedule", "cosine", "--warmup-epochs", "1", *budget),
+    }
+    print(json.dumps({"fewshot": rows}))
+
+
+def first_model(args: argparse.Namespace) -> None:
+    """(c): `squeezenet train --weights` on a 500-image folder with every default, to best.safetensors."""
+    data = folder(args.cache, 50, None) / "train"  # one folder: the run holds out its own validation split
+    row = train(data, args.out / "first-model", "--weights", str(CAFFEMODEL_V11))
+    print(json.dumps({"first_model": row}))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("mode", choices=("recipe", "fewshot", "first-model"))
+    parser.add_argument("--cache", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "squeezenet-bench")
+    parser.add_argument("--out", type=Path, default=Path("runs/finetune-bench"))
+    parser.add_argument("--lrs", default="0.003,0.01,0.03", help="recipe: learning rates to try")
+    parser.add_argument("--epochs", type=int, default=30, help="fewshot: epochs for each run")
+    parser.add_argument("--budget-minutes", type=float, default=10.0, help="fewshot: training time of each run")
+    args = parser.parse_args()
+    {"recipe": recipe, "fewshot": fewshot, "first-model": first_model}[args.mode](args)
+
+
+if __name__ == "__main__":
+    main()
