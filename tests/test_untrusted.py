@@ -64,12 +64,12 @@ def test_a_poisoned_resume_state_is_refused(tmp_path: Path) -> None:
 
 
 def test_a_poisoned_decoded_image_memo_is_ignored(tmp_path: Path) -> None:
-    from squeezenet.data import _read_memo  # the cache of decoded images beside an unpacked dataset
+    from squeezenet.cache import read_memo  # the cache of decoded images beside an unpacked dataset
 
     marker = tmp_path / "payload-ran"
     memo = tmp_path / ".decoded-32.pt"
     torch.save({"train": Payload(marker), "test": None, "skipped": []}, memo)
-    assert _read_memo(memo, strict=False) is None  # a damaged memo is decoded again, never trusted
+    assert read_memo(memo, strict=False) is None  # a damaged memo is decoded again, never trusted
     assert not marker.exists()
 
 

@@ -14,62 +14,13 @@ from collections.abc import Callable, Collection, Sequence
 from typing import TYPE_CHECKING, NamedTuple
 
 from .errors import SqueezeNetError
-from .spec import PRESETS, Spec, get_spec
+from .flags import add_backend_argument, add_spec_arguments, add_weights_arguments, sizes, spec_from_args
+from .spec import PRESETS
 
 if TYPE_CHECKING:
     from .model import SqueezeNet
 
 Handler = Callable[[argparse.Namespace], int]
-
-
-def _sizes(text: str) -> tuple[int, ...]:
-    try:
-        sizes = tuple(int(part) for part in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
-    if not sizes or min(sizes) < 1:
-        raise argparse.ArgumentTypeError(f"sizes must be positive, got {text!r}")
-    return sizes
-
-
-def add_spec_arguments(parser: argparse.ArgumentParser) -> None:
-    """Flags that pick a preset and override its fields, shared by every subcommand that builds a model."""
-    from .flags import add_metaparameter_arguments
-
-    group = parser.add_argument_group("architecture")
-    group.add_argument("--arch", default=None, help=f"preset: {', '.join(PRESETS)} (default 1_0)")
-    group.add_argument("--num-classes", type=int, help="classes of the final conv10 (default: the preset's)")
-    group.add_argument("--bypass", choices=("none", "simple", "complex"), help="Section 6 bypass connections")
-    add_metaparameter_arguments(group)
-
-
-def spec_from_args(args: argparse.Namespace, default_arch: str = "1_0") -> Spec:
-    from .flags import with_metaparameters
-
-    spec = with_metaparameters(get_spec(args.arch or default_arch), args, rename=not args.arch)
-    overrides: dict[str, object] = {}
-    if getattr(args, "num_classes", None) is not None:
-        overrides["num_classes"] = args.num_classes
-    if getattr(args, "bypass", None):
-        overrides["bypass"] = args.bypass
-    return spec.replace(**overrides) if overrides else spec
-
-
-def add_weights_arguments(parser: argparse.ArgumentParser, required: bool = True) -> None:
-    """--weights (a file in any supported format, or a pretrained name), --preprocess, and --arch if absent."""
-    from .preprocess import PREPROCESSING_PRESETS
-    from .weights.io import extensions
-    from .weights.registry import REGISTRY
-
-    group = parser.add_argument_group("weights")
-    group.add_argument("--weights", required=required, metavar="PATH",
-                       help=f"a weights file ({extensions()}), a model folder (config.json + model.safetensors), "
-                            f"hf-hub:ORG/NAME, or a pretrained name ({', '.join(REGISTRY)}); the format is detected")
-    group.add_argument("--preprocess", choices=sorted(PREPROCESSING_PRESETS), default=None,
-                       help="override the preprocessing that comes with the weights")
-    if not any("--arch" in action.option_strings for action in parser._actions):
-        group.add_argument("--arch", default=None, choices=sorted(PRESETS),
-                           help="architecture the weights are for (default: from the file)")
 
 
 def load_model(args: argparse.Namespace) -> SqueezeNet:
@@ -85,7 +36,7 @@ def load_model(args: argparse.Namespace) -> SqueezeNet:
 
 def _add_summary(parser: argparse.ArgumentParser) -> Handler:
     add_spec_arguments(parser)
-    parser.add_argument("--input-size", type=_sizes, default=None,
+    parser.add_argument("--input-size", type=sizes, default=None,
                         help="comma-separated square input sizes (default 224,227; the cifar preset: 32)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     add_weights_arguments(parser, required=False)
@@ -152,17 +103,6 @@ def _add_predict(parser: argparse.ArgumentParser) -> Handler:
     parser.add_argument("--json", action="store_true", help="print one JSON list")
     add_backend_argument(parser)
     return _predict
-
-
-def add_backend_argument(parser: argparse.ArgumentParser) -> None:
-    """--backend, the same for predict and evaluate: which runtime runs the model, pytorch unless asked."""
-    from .deploy import BACKEND_CHOICES, BACKENDS
-
-    parser.add_argument("--backend", choices=BACKEND_CHOICES, default="pytorch",
-                        help="runtime, float32 on every CPU: pytorch (default; exports nothing), onnxruntime or "
-                             "openvino (a weights file is exported to ONNX once and cached; --weights may also be "
-                             "a .onnx/.xml file from `squeezenet export`), or auto = the fastest installed, in the "
-                             f"order {', '.join(BACKENDS)}")
 
 
 def _image_arguments(arguments: Sequence[str]) -> list[str]:
@@ -308,13 +248,13 @@ def _add_benchmark(parser: argparse.ArgumentParser) -> Handler:
     parser.add_argument("--weights", metavar="PATH", help="weights file (default: random weights; speed is the same)")
     parser.add_argument("--arch", default=None, choices=sorted(PRESETS),
                         help="architecture (default: from --weights, else 1_1)")
-    parser.add_argument("--batch", type=_sizes, default=(1, 32), help="batch sizes (default 1,32)")
+    parser.add_argument("--batch", type=sizes, default=(1, 32), help="batch sizes (default 1,32)")
     parser.add_argument("--input-size", type=int, default=224, metavar="S", help="square input side (default 224)")
     parser.add_argument("--calib", metavar="DIR", help="real images to calibrate the int8 rows on (else skipped)")
     parser.add_argument("--calib-images", type=int, default=100, metavar="N")
     parser.add_argument("--warmup", type=int, default=10, help="untimed calls per batch size (default 10)")
     parser.add_argument("--rounds", type=int, default=5, help="round-robin rounds over the backends (default 5)")
-    parser.add_argument("--calls", type=_sizes, default=None,
+    parser.add_argument("--calls", type=sizes, default=None,
                         help="timed calls per round for each batch size, ascending (default 40 at batch 1, "
                              "else 128/batch)")
     parser.add_argument("--backends", type=lambda text: tuple(text.split(",")), default=None,
@@ -468,10 +408,11 @@ COMMANDS: dict[str, Command] = {
     "models": Command("the presets and the pretrained weights: parameters, sizes, accuracy", _add_models),
     "predict": Command("the most probable classes of each image (or of a folder's images)", _add_predict),
     "evaluate": Command("top-1/top-5 accuracy over a labelled image folder", _add_evaluate),
-    "train": Command("train on digits, CIFAR-10 or an image folder, from scratch (resumable, DDP)", _add_train,
-                     "Train a SqueezeNet. Defaults are the paper's recipe; the run folder (--out) gets checkpoints, "
-                     "metrics, the config and the spec. Under torchrun, every process trains on its share of each "
-                     "batch."),
+    "train": Command("train from scratch or fine-tune pretrained weights (--weights) on digits, CIFAR-10 or "
+                     "an image folder (resumable, DDP)", _add_train,
+                     "Train a SqueezeNet. Defaults are the paper's recipe, or with --weights the fine-tuning recipe; "
+                     "the run folder (--out) gets checkpoints, metrics, the config and the spec. Under torchrun, "
+                     "every process trains on its share of each batch."),
     "plot": Command("draw a run's loss, accuracy and learning-rate curves to a PNG", _add_plot),
     "export": Command("write ONNX or OpenVINO IR (optionally int8), checked against PyTorch", _add_export),
     "benchmark": Command("CPU latency and throughput of every inference backend, one run", _add_benchmark),
@@ -493,6 +434,7 @@ examples:
   squeezenet summary --arch 1_1
   squeezenet predict photo.jpg --weights 1_1-caffe
   squeezenet train --data digits --arch cifar --epochs 10 --out runs/digits
+  squeezenet train --weights 1_1-caffe --data my_photos/ --out runs/mine
   squeezenet export --weights runs/digits/best.safetensors --out digits.onnx
 
 `squeezenet COMMAND --help` lists a command's options."""

@@ -10,10 +10,6 @@ from __future__ import annotations
 
 import copy
 import functools
-import os
-import shutil
-import tarfile
-import tempfile
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -25,6 +21,7 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
+from .cache import cache_dir, read_memo, unpack, write_memo
 from .errors import DataError, one_line
 from .images import labelled_images, open_image
 from .preprocess import TORCHVISION, Preprocessing
@@ -37,11 +34,6 @@ CACHE_LIMIT_BYTES = 4 << 30  # cache decoded images in memory up to this size (u
 DIGITS_TEST_SIZE = 360  # the fixed held-out split of load_digits (20%, stratified, random_state 0)
 
 Key = tuple[int, int]  # (sample index, augmentation seed); the seed makes a sample's augmentation reproducible
-
-
-def cache_dir() -> Path:
-    """Where unpacked archives and downloads live: $SQUEEZENET_CACHE, else ~/.cache/squeezenet."""
-    return Path(os.environ.get("SQUEEZENET_CACHE") or Path.home() / ".cache" / "squeezenet")
 
 
 def epoch_order(num_samples: int, seed: int, epoch: int) -> tuple[np.ndarray, np.ndarray]:
@@ -247,7 +239,7 @@ def load_datasets(source: str | Path, image_size: int | None = None, *, min_size
         name, memo = path.name, None
         if path.is_file() and path.name.lower().endswith((".tar", ".tar.gz", ".tgz")):
             name = path.name.split(".")[0]
-            path = memo = _unpack(path)  # our own cache folder: decoded images may be kept there too
+            path = memo = unpack(path)  # our own cache folder: decoded images may be kept there too
         elif not path.exists():
             raise DataError(f"{path}: dataset not found (expected digits, cifar10, a folder or a .tar.gz archive)")
         data = _folder(path, name, image_size, min_size, strict, cache, memo, val_fraction or 0.0)
@@ -380,27 +372,6 @@ def _torchvision_cifar10(size: int, download: bool) -> Datasets:
     return _cached("cifar10", tensors(train), tensors(test), list(train.classes), size, flip=True)
 
 
-def _unpack(archive: Path) -> Path:
-    """Unpack an archive once into cache_dir(); concurrent processes (DDP ranks) race safely."""
-    stat = archive.stat()
-    stem = archive.name.split(".")[0]
-    target = cache_dir() / "datasets" / f"{stem}-{stat.st_size}-{int(stat.st_mtime)}"
-    if target.is_dir():
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    temporary = Path(tempfile.mkdtemp(prefix=f".{stem}-", dir=target.parent))
-    try:
-        with tarfile.open(archive) as tar:
-            tar.extractall(temporary, filter="data")
-        os.replace(temporary, target)
-    except (tarfile.TarError, OSError, EOFError) as error:
-        shutil.rmtree(temporary, ignore_errors=True)
-        if target.is_dir():  # another process finished first
-            return target
-        raise DataError(f"{archive}: cannot unpack ({one_line(error)})") from None
-    return target
-
-
 def _folder(root: Path, name: str, image_size: int | None, min_size: int, strict: bool, cache: str,
             memo: Path | None, val_fraction: float = 0.0) -> Datasets:
     """An ImageFolder tree (train/ + val/ or test/ make a test split; without them, ``val_fraction`` of each
@@ -429,13 +400,13 @@ def _folder(root: Path, name: str, image_size: int | None, min_size: int, strict
     if use_cache:  # decode everything now: a corrupt file is found here, once
         split = f"-val{val_fraction:g}" if test_dir is None and val_fraction else ""
         memo_file = memo / f".decoded-{size}{split}.pt" if memo is not None else None
-        decoded = _read_memo(memo_file, strict)
+        decoded = read_memo(memo_file, strict)
         if decoded is None:
             train = _decode_all(train_items, size, strict)
             test = _decode_all(test_items, size, strict) if test_items else None
             decoded = {"train": train[:2], "test": test[:2] if test else None,
                        "skipped": train[2] + (test[2] if test else [])}
-            _write_memo(memo_file, decoded)
+            write_memo(memo_file, decoded)
         _warn_skipped(decoded["skipped"])
         if len(decoded["train"][1]) == 0:
             raise DataError(f"{train_dir}: no readable images")
@@ -476,29 +447,6 @@ def _stratified_split(items: list[tuple[Path, int]], class_names: list[str], fra
         val += [item for index, item in enumerate(members) if index in chosen]
         train += [item for index, item in enumerate(members) if index not in chosen]
     return sorted(train), sorted(val)
-
-
-def _read_memo(path: Path | None, strict: bool) -> dict | None:
-    if path is None or not path.is_file():
-        return None
-    try:
-        decoded = torch.load(path, weights_only=True)
-    except Exception:  # a damaged memo is only a lost shortcut: decode again
-        return None
-    if strict and decoded.get("skipped"):
-        raise DataError(f"{decoded['skipped'][0]}: unreadable image (--strict makes unreadable images an error)")
-    return decoded
-
-
-def _write_memo(path: Path | None, decoded: dict) -> None:
-    if path is None:
-        return
-    temporary = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    try:
-        torch.save(decoded, temporary)
-        os.replace(temporary, path)
-    except OSError:
-        temporary.unlink(missing_ok=True)  # a cache we cannot write is no error
 
 
 def _first_size(items: list[tuple[Path, int]], folder: Path) -> int:

@@ -1,8 +1,9 @@
 """Command-line flags made from the config dataclasses and the Spec's metaparameters, and read back into them.
 
 One flag per TrainConfig field, so a setting is added once (in ``train.config``) and is at once a flag, a
-YAML key and a field of the run folder's config.yaml. The metaparameter flags are shared by every subcommand
-that builds a network (``summary``, ``train``), so a spec reads the same everywhere.
+YAML key and a field of the run folder's config.yaml. The metaparameter, weights and backend flags are shared
+by every subcommand that takes them, so they read the same everywhere. Nothing here imports torch: the
+command line starts fast.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import dataclasses
 from typing import Any
 
 from .errors import TrainingError
-from .spec import Metaparameters, Spec, get_spec
+from .spec import PRESETS, Metaparameters, Spec, get_spec
 from .train.config import (
     DEFAULT_ARCH,
     FINETUNE_RECIPE,
@@ -49,6 +50,66 @@ def with_metaparameters(spec: Spec, args: argparse.Namespace, rename: bool) -> S
     if getattr(args, "allow_wide_squeeze", None):
         overrides["allow_wide_squeeze"] = True
     return spec.replace(**overrides) if overrides else spec
+
+
+# -- the network and its weights ------------------------------------------------------------------------------------
+
+
+def sizes(text: str) -> tuple[int, ...]:
+    try:
+        sizes = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+    if not sizes or min(sizes) < 1:
+        raise argparse.ArgumentTypeError(f"sizes must be positive, got {text!r}")
+    return sizes
+
+
+def add_spec_arguments(parser: argparse.ArgumentParser) -> None:
+    """Flags that pick a preset and override its fields, shared by every subcommand that builds a model."""
+    group = parser.add_argument_group("architecture")
+    group.add_argument("--arch", default=None, help=f"preset: {', '.join(PRESETS)} (default 1_0)")
+    group.add_argument("--num-classes", type=int, help="classes of the final conv10 (default: the preset's)")
+    group.add_argument("--bypass", choices=("none", "simple", "complex"), help="Section 6 bypass connections")
+    add_metaparameter_arguments(group)
+
+
+def spec_from_args(args: argparse.Namespace, default_arch: str = "1_0") -> Spec:
+    spec = with_metaparameters(get_spec(args.arch or default_arch), args, rename=not args.arch)
+    overrides: dict[str, object] = {}
+    if getattr(args, "num_classes", None) is not None:
+        overrides["num_classes"] = args.num_classes
+    if getattr(args, "bypass", None):
+        overrides["bypass"] = args.bypass
+    return spec.replace(**overrides) if overrides else spec
+
+
+def add_weights_arguments(parser: argparse.ArgumentParser, required: bool = True) -> None:
+    """--weights (a file in any supported format, or a pretrained name), --preprocess, and --arch if absent."""
+    from .preprocess import PREPROCESSING_PRESETS
+    from .weights.io import extensions
+    from .weights.registry import REGISTRY
+
+    group = parser.add_argument_group("weights")
+    group.add_argument("--weights", required=required, metavar="PATH",
+                       help=f"a weights file ({extensions()}), a model folder (config.json + model.safetensors), "
+                            f"hf-hub:ORG/NAME, or a pretrained name ({', '.join(REGISTRY)}); the format is detected")
+    group.add_argument("--preprocess", choices=sorted(PREPROCESSING_PRESETS), default=None,
+                       help="override the preprocessing that comes with the weights")
+    if not any("--arch" in action.option_strings for action in parser._actions):
+        group.add_argument("--arch", default=None, choices=sorted(PRESETS),
+                           help="architecture the weights are for (default: from the file)")
+
+
+def add_backend_argument(parser: argparse.ArgumentParser) -> None:
+    """--backend, the same for predict and evaluate: which runtime runs the model, pytorch unless asked."""
+    from .deploy import BACKEND_CHOICES, BACKENDS
+
+    parser.add_argument("--backend", choices=BACKEND_CHOICES, default="pytorch",
+                        help="runtime, float32 on every CPU: pytorch (default; exports nothing), onnxruntime or "
+                             "openvino (a weights file is exported to ONNX once and cached; --weights may also be "
+                             "a .onnx/.xml file from `squeezenet export`), or auto = the fastest installed, in the "
+                             f"order {', '.join(BACKENDS)}")
 
 
 # -- train --------------------------------------------------------------------------------------------------------

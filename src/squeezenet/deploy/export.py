@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..data import cache_dir
+from ..cache import cache_dir
 from ..errors import DataError, ExportError, SqueezeNetError
 from ..extras import require
 from ..images import list_images

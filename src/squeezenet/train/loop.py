@@ -199,7 +199,7 @@ def train_one_epoch(setup: Setup, network: nn.Module, position: Position, stall:
             step_start = time.perf_counter()
             lr = learning_rate(config, position.step, setup.total_steps, setup.steps_per_epoch)
             for group in optimizer.param_groups:
-                group["lr"] = lr * group["lr_scale"]
+                group["lr"] = lr * group.get("lr_scale", 1.0)  # checkpoints before scales existed have none
             totals = torch.zeros(4, dtype=torch.float64, device=processes.device)  # loss, hits, n, dead
             for m in range(setup.accumulation):
                 images, labels = next(loader)
