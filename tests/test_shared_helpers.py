@@ -23,8 +23,9 @@ def test_text_table_aligns_names_left_numbers_right_and_rules_the_total():
                        total=True)
     assert lines == ["layer  params", "-----  ------", "conv1   1,792", "fire2  11,920", "-----  ------",
                      "total  13,712"]
-    noted = text_table(["backend", "img/s"], [["onnx", "42.1"], ["openvino", "skipped: not installed"]])
-    assert noted[-1] == "openvino  skipped: not installed" and noted[0] == "backend  img/s"
+    noted = text_table(["backend", "b1", "b32"], [["onnx", "42.1", "61.3"], ["openvino", "skipped: not installed"]])
+    assert noted[0] == "backend    b1   b32" and noted[2] == "onnx     42.1  61.3"
+    assert noted[-1] == "openvino  skipped: not installed"  # a note, outside the columns
 
 
 def test_model_meta_is_frozen_checks_its_names_and_labels_every_output():

@@ -47,10 +47,16 @@ def test_sigkill_at_an_arbitrary_moment_then_resume_gives_identical_weights(tmp_
     victim = subprocess.Popen([*TRAIN, "--out", str(killed), "--checkpoint-every", "2"], env=environment,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
-    while not (killed / "state.pt").exists():  # the first checkpoint is written: training is under way
-        assert victim.poll() is None and time.monotonic() < deadline, "the run to kill ended before a checkpoint"
-        time.sleep(0.05)
-    time.sleep(random.uniform(0.0, 1.5))  # an arbitrary moment: mid-step, mid-evaluation or mid-write
+
+    def written(step: int) -> float:
+        """When the checkpoint of ``step`` appeared (the run checkpoints every 2 of its 18 steps)."""
+        while not (killed / "checkpoints" / f"step-{step:08d}.state.pt").exists():
+            assert victim.poll() is None and time.monotonic() < deadline, f"the run ended before step {step}"
+            time.sleep(0.01)
+        return time.monotonic()
+
+    interval = -written(2) + written(4)  # two steps' time on this machine, quiet or loaded
+    time.sleep(random.uniform(0.0, 5 * interval))  # an arbitrary moment before the end (14 steps remain)
     victim.send_signal(signal.SIGKILL)
     assert victim.wait() == -signal.SIGKILL
     killed_at = torch.load(killed / "state.pt", weights_only=True)["step"]
