@@ -22,7 +22,7 @@ from .train.config import (
     config_from_dict,
     field_type,
     flag_name,
-    load_config,
+    read_config_file,
 )
 
 METAPARAMETERS = {"base_e": int, "incr_e": int, "freq": int, "num_fires": int, "pct_3x3": float,
@@ -145,10 +145,10 @@ def train_config_from_arguments(args: argparse.Namespace) -> TrainConfig:
             shown = ", ".join(flag_name(n) for n in fixed) or "--config"
             raise TrainingError(f"--resume continues the run with its own config.yaml and spec.json; {shown} cannot "
                                 f"change (only {', '.join(flag_name(n) for n in RESUME_OVERRIDES)} can)")
-    base = load_config(args.config) if args.config else TrainConfig()
+    values = read_config_file(args.config) if args.config else {}
+    base = config_from_dict(values, str(args.config))
     if given.get("weights") or (base.weights and not given.get("resume")):  # fine-tuning: its recipe's defaults
-        recipe = TrainConfig(**FINETUNE_RECIPE)
-        base = load_config(args.config, recipe) if args.config else recipe
+        base = config_from_dict(values, str(args.config), TrainConfig(**FINETUNE_RECIPE))
     return config_from_dict(given, "command line", base)
 
 

@@ -218,6 +218,11 @@ def is_optional(name: str) -> bool:
 
 
 def load_config(path: str | Path, base: TrainConfig | None = None) -> TrainConfig:
+    return config_from_dict(read_config_file(path), str(path), base)
+
+
+def read_config_file(path: str | Path) -> Any:
+    """The mapping a YAML config file holds (not yet checked: ``config_from_dict`` does that)."""
     path = Path(path)
     try:
         values = yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -225,7 +230,7 @@ def load_config(path: str | Path, base: TrainConfig | None = None) -> TrainConfi
         raise TrainingError(f"{path}: config file not found") from None
     except (OSError, UnicodeDecodeError, yaml.YAMLError, RecursionError) as error:  # RecursionError: deep nesting
         raise TrainingError(f"{path}: not a readable YAML config ({one_line(error, 160)})") from None
-    return config_from_dict(values or {}, str(path), base)
+    return values or {}  # an empty file is an empty config
 
 
 def config_to_yaml(config: TrainConfig) -> str:
