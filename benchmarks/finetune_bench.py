@@ -5,19 +5,23 @@ Run by hand (minutes each; one at a time on a quiet machine):
     .venv/bin/python benchmarks/finetune_bench.py recipe               # the learning rate of the recipe
     .venv/bin/python benchmarks/finetune_bench.py fewshot              # (a) fine-tune vs probe vs scratch
     .venv/bin/python benchmarks/finetune_bench.py first-model          # (c) a 500-image folder to best.safetensors
+    .venv/bin/python benchmarks/finetune_bench.py full --sizes 96,128  # (b) all of CIFAR-10, 30 minutes a size
 
 The data is CIFAR-10 from ../shared (JPEG files): a fixed, seeded subset of N training images per class,
 laid out as an ImageFolder (train/ + val/ of symbolic links), so every run goes through `squeezenet train`
-exactly as a user's folder would. Each run is its own `squeezenet train` process; the figures come from its
-run folder's metrics.jsonl.
+exactly as a user's folder would; (b) reads the whole archive from ../shared. Each run is its own `squeezenet
+train` process (two single-threaded ones under torchrun with --processes 2); the figures come from its run
+folder's metrics.jsonl.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import random
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -57,19 +61,26 @@ def folder(cache: Path, per_class: int, test_per_class: int | None) -> Path:
     return target
 
 
-def train(data: Path, out: Path, *flags: str) -> dict[str, object]:
-    """One `squeezenet train` run; its wall time and last metrics."""
-    command = [sys.executable, "-m", "squeezenet", "train", "--data", str(data), "--out", str(out),
-               "--no-progress", *flags]
-    print("$", " ".join(command[2:]), flush=True)
+def train(data: Path, out: Path, *flags: str, processes: int = 1) -> dict[str, object]:
+    """One `squeezenet train` run (``processes`` > 1: single-threaded processes under torchrun); its wall time
+    and last metrics."""
+    launcher, environment = [sys.executable, "-m"], dict(os.environ)
+    if processes > 1:
+        torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent))
+        if torchrun is None:
+            sys.exit("torchrun is not installed beside this Python")
+        launcher = [torchrun, "--standalone", f"--nproc-per-node={processes}", "-m"]
+        environment.update(OMP_NUM_THREADS="1", OMP_WAIT_POLICY="PASSIVE")
+    command = [*launcher, "squeezenet", "train", "--data", str(data), "--out", str(out), "--no-progress", *flags]
+    print("$", " ".join(command[len(launcher) - 1:]), flush=True)
     started = time.perf_counter()
-    result = subprocess.run(command, capture_output=True, text=True)
+    result = subprocess.run(command, capture_output=True, text=True, env=environment)
     wall = time.perf_counter() - started
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if line.strip()] \
         if (out / "metrics.jsonl").is_file() else []
-    if result.returncode != 0:  # e.g. the stall at ln(classes): a result of its own, reported as such
-        row = {"run": str(out), "wall_seconds": round(wall, 1), "epochs": len(records),
-               "failed": result.stderr.strip().splitlines()[-1][:300]}
+    if result.returncode != 0 or not records:  # e.g. the stall at ln(classes): a result of its own, reported
+        reason = result.stderr.strip().splitlines()[-1][:300] if result.returncode else "no epoch finished in time"
+        row = {"run": str(out), "wall_seconds": round(wall, 1), "epochs": len(records), "failed": reason}
         print(json.dumps(row), flush=True)
         return row
     last = records[-1]
@@ -111,16 +122,53 @@ def first_model(args: argparse.Namespace) -> None:
     print(json.dumps({"first_model": row}))
 
 
+def full(args: argparse.Namespace) -> None:
+    """(b): all 50,000 training images, the 10,000 test images, ``--budget-minutes`` of training at each size.
+
+    The cosine schedule has to end inside the budget, so each size first runs a short probe (one epoch on 2,048
+    images, then scoring the test set; it also decodes the archive at that size once into the cache): its
+    measured img/s and scoring time set the epochs, as many as 92% of the budget holds after four flipped
+    scorings. The probe's time is not counted in the budget."""
+    rows = {}
+    for size in (int(text) for text in args.sizes.split(",")):
+        common = ["--weights", str(CAFFEMODEL_V11), "--image-size", str(size), "--cache", "on",
+                  "--batch-size", str(args.batch_size), "--lr", str(args.lr)]
+        probe = train(CIFAR10, args.out / f"full-{size}-probe", *common, "--epochs", "1", "--subset", "2048",
+                      "--eval-every", "1000", processes=args.processes)
+        if "failed" in probe:
+            rows[size] = probe
+            continue
+        records = (args.out / f"full-{size}-probe" / "metrics.jsonl").read_text().splitlines()
+        rate = json.loads(records[-1])["images_per_s"]
+        scoring = probe["train_seconds"] - 2048 / rate  # the 10,000 test images once; flipped too: twice that
+        training = args.budget_minutes * 60 - 4 * 2 * scoring
+        epochs = max(1, math.floor(0.92 * training * rate / 50_000))
+        print(f"{size}px: {rate:.0f} img/s, {scoring:.0f} s to score in the probe -> {epochs} epochs", flush=True)
+        rows[size] = {"probe_images_per_s": rate, **train(
+            CIFAR10, args.out / f"full-{size}", *common, "--epochs", str(epochs), "--warmup-epochs", "0.3",
+            "--test-flip", "--eval-every", str(max(1, math.ceil(epochs / 3))),
+            "--time-limit", str(args.budget_minutes * 60), processes=args.processes)}
+    print(json.dumps({"full": rows}))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("mode", choices=("recipe", "fewshot", "first-model"))
+    parser.add_argument("mode", choices=("recipe", "fewshot", "first-model", "full"))
     parser.add_argument("--cache", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "squeezenet-bench")
     parser.add_argument("--out", type=Path, default=Path("runs/finetune-bench"))
     parser.add_argument("--lrs", default="0.003,0.01,0.03", help="recipe: learning rates to try")
     parser.add_argument("--epochs", type=int, default=30, help="fewshot: epochs for each run")
-    parser.add_argument("--budget-minutes", type=float, default=10.0, help="fewshot: training time of each run")
+    parser.add_argument("--budget-minutes", type=float, default=None,
+                        help="training time of each run (default: fewshot 10, full 30)")
+    parser.add_argument("--sizes", default="96,128", help="full: input sizes to fine-tune at, one run each")
+    parser.add_argument("--batch-size", type=int, default=128, help="full: batch per step")
+    parser.add_argument("--lr", type=float, default=0.012, help="full: peak lr (the recipe's 0.003 at batch 32, "
+                                                                  "scaled to the batch)")
+    parser.add_argument("--processes", type=int, default=2, help="full: training processes (torchrun)")
     args = parser.parse_args()
-    {"recipe": recipe, "fewshot": fewshot, "first-model": first_model}[args.mode](args)
+    if args.budget_minutes is None:
+        args.budget_minutes = 30.0 if args.mode == "full" else 10.0
+    {"recipe": recipe, "fewshot": fewshot, "first-model": first_model, "full": full}[args.mode](args)
 
 
 if __name__ == "__main__":
