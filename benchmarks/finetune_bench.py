@@ -103,15 +103,14 @@ def fewshot(args: argparse.Namespace) -> None:
     """(a): 50 images per class, the full 10,000 test images, the same budget for each way of training."""
     data = folder(args.cache, 50, None)
     budget = ["--time-limit", str(args.budget_minutes * 60), "--eval-every", "1000"]
-    rows = {
-        "fine-tuned": train(data, args.out / "fewshot-finetune", "--weights", str(CAFFEMODEL_V11),
-                            "--epochs", str(args.epochs), *budget),
-        "linear probe": train(data, args.out / "fewshot-probe", "--weights", str(CAFFEMODEL_V11), "--train",
-                              "classifier", "--epochs", str(args.epochs), *budget),
-        "from scratch": train(data, args.out / "fewshot-scratch", "--arch", "1_1", "--image-size", "227",
-                              "--epochs", str(args.epochs), "--batch-size", "32", "--lr", "0.01",
-                              "--schedule", "cosine", "--warmup-epochs", "1", *budget),
+    epochs = ["--epochs", str(args.epochs)]
+    runs = {  # each with the defaults a user gets: the fine-tuning recipe, or from scratch the small-data one
+        "fine-tuned": ("fewshot-finetune", "--weights", str(CAFFEMODEL_V11)),
+        "linear probe": ("fewshot-probe", "--weights", str(CAFFEMODEL_V11), "--train", "classifier"),
+        "from scratch": ("fewshot-scratch", "--arch", "1_1", "--image-size", "227"),
     }
+    chosen = args.rows.split(",") if args.rows else list(runs)
+    rows = {name: train(data, args.out / runs[name][0], *runs[name][1:], *epochs, *budget) for name in chosen}
     print(json.dumps({"fewshot": rows}))
 
 
@@ -158,6 +157,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("runs/finetune-bench"))
     parser.add_argument("--lrs", default="0.003,0.01,0.03", help="recipe: learning rates to try")
     parser.add_argument("--epochs", type=int, default=30, help="fewshot: epochs for each run")
+    parser.add_argument("--rows", default=None, help="fewshot: which runs, e.g. 'linear probe,from scratch' "
+                                                     "(default: all three)")
     parser.add_argument("--budget-minutes", type=float, default=None,
                         help="training time of each run (default: fewshot 10, full 30)")
     parser.add_argument("--sizes", default="96,128", help="full: input sizes to fine-tune at, one run each")

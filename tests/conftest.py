@@ -34,6 +34,24 @@ def _private_cache(tmp_path_factory: pytest.TempPathFactory):
         os.environ["SQUEEZENET_CACHE"] = before
 
 
+def cifar_photos(root: Path, classes: tuple[str, ...], per_class: int) -> Path:
+    """A class-per-folder tree (no val/) of the first ``per_class`` real CIFAR-10 training JPEGs of each class."""
+    import tarfile
+
+    wanted = dict.fromkeys(classes, 0)
+    with tarfile.open(shared_path("data/cifar10-jpeg.tar.gz")) as tar:
+        for member in tar:
+            parts = Path(member.name).parts
+            if member.isfile() and len(parts) >= 3 and parts[-3] == "train" and \
+                    wanted.get(parts[-2], per_class) < per_class:
+                wanted[parts[-2]] += 1
+                (root / parts[-2]).mkdir(parents=True, exist_ok=True)
+                (root / parts[-2] / parts[-1]).write_bytes(tar.extractfile(member).read())
+            if all(count == per_class for count in wanted.values()):
+                break
+    return root
+
+
 @pytest.fixture
 def shared() -> Path:
     if not SHARED.exists():

@@ -6,9 +6,9 @@ recipe says) and one epoch, so each run takes seconds.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
-import tarfile
 from pathlib import Path
 
 import pytest
@@ -22,7 +22,7 @@ from squeezenet.images import open_image, set_max_image_pixels
 from squeezenet.train import read_metrics, train
 from squeezenet.weights.io import read_safetensors
 
-from .conftest import run_cli, shared_path
+from .conftest import cifar_photos, run_cli, shared_path
 
 CLASSES = ("ship", "cat", "dog")  # deliberately not sorted: the head must follow the sorted folder names
 FAST = ["--image-size", "64", "--epochs", "1", "--batch-size", "8", "--no-progress", "--workers", "0"]
@@ -36,19 +36,7 @@ def caffemodel() -> Path:
 @pytest.fixture(scope="module")
 def photos(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One class-per-folder tree of 12 real CIFAR-10 photos per class, no val/ folder."""
-    archive = shared_path("data/cifar10-jpeg.tar.gz")
-    root = tmp_path_factory.mktemp("photos")
-    wanted = {name: 0 for name in CLASSES}
-    with tarfile.open(archive) as tar:
-        for member in tar:
-            parts = Path(member.name).parts
-            if member.isfile() and len(parts) >= 3 and parts[-3] == "train" and wanted.get(parts[-2], 12) < 12:
-                wanted[parts[-2]] += 1
-                (root / parts[-2]).mkdir(exist_ok=True)
-                (root / parts[-2] / parts[-1]).write_bytes(tar.extractfile(member).read())
-            if all(count == 12 for count in wanted.values()):
-                break
-    return root
+    return cifar_photos(tmp_path_factory.mktemp("photos"), CLASSES, 12)
 
 
 def _conv_tensors(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
@@ -165,5 +153,105 @@ def test_photos_come_upright_and_the_pixel_limit_can_be_raised(tmp_path):
             open_image(big)
         set_max_image_pixels(300 * 300)
         assert open_image(big).size == (300, 300)
+    finally:
+        Image.MAX_IMAGE_PIXELS = before
+
+
+def test_a_probe_on_cached_features_trains_the_head_as_through_the_frozen_backbone(tmp_path, photos, caffemodel,
+                                                                                 capsys, monkeypatch):
+    """Without augmentation a linear probe computes the backbone's features once; the head it trains is the one
+    a probe through the whole network trains (the same data order and dropout masks: the backbone draws none)."""
+    from squeezenet.train import setup
+
+    def probe(name: str) -> dict[str, torch.Tensor]:
+        config = sq.TrainConfig.finetuning(str(caffemodel), data=str(photos), out=str(tmp_path / name),
+                                           train="classifier", image_size=64, epochs=2, batch_size=8,
+                                           progress=False, workers=0)
+        train(config)
+        return read_safetensors(tmp_path / name / "last.safetensors").state_dict
+
+    cached = probe("cached")
+    assert "features of 36 images (train, test) computed once" in capsys.readouterr().out
+    monkeypatch.setattr(setup, "FEATURE_CACHE_BYTES", 0)  # no room: the features are computed every step
+    whole = probe("whole")
+    assert "computed every step instead" in capsys.readouterr().out
+    head = "classifier.conv10.weight"
+    assert not torch.equal(cached[head], sq.load(caffemodel).state_dict()["classifier.conv10.weight"][:3])
+    torch.testing.assert_close(cached[head], whole[head], rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(cached["classifier.conv10.bias"], whole["classifier.conv10.bias"], rtol=1e-4,
+                               atol=1e-6)
+    assert read_metrics(tmp_path / "cached")[-1]["test_top1"] == read_metrics(tmp_path / "whole")[-1]["test_top1"]
+
+
+def test_augmentation_is_off_for_a_probe_unless_asked_for(tmp_path, photos, caffemodel, capsys):
+    assert sq.TrainConfig().augments and not sq.TrainConfig(train="classifier").augments
+    assert sq.TrainConfig(train="classifier", augment=True).augments
+    code, out, err = run_cli(capsys, "train", "--weights", str(caffemodel), "--data", str(photos), "--train",
+                             "classifier", "--augment", "--out", str(tmp_path / "augmented"), *FAST)
+    assert code == 0, err
+    assert "computed once" not in out  # augmented images differ every epoch: nothing to cache
+
+
+def test_a_cached_probe_resumes_exactly(tmp_path, photos, caffemodel):
+    """A probe stopped after its first step and resumed in a fresh process ends where an unbroken one does: the
+    features are computed again from the restored weights."""
+    base = [sys.executable, "-m", "squeezenet", "train"]
+    settings = ["--weights", str(caffemodel), "--data", str(photos), "--train", "classifier", *FAST[:2],
+                "--epochs", "2", "--batch-size", "8", "--no-progress", "--workers", "0"]
+    whole = subprocess.run([*base, *settings, "--out", str(tmp_path / "whole")], capture_output=True, text=True,
+                           timeout=300)
+    assert whole.returncode == 0, whole.stderr
+    first = subprocess.run([*base, *settings, "--out", str(tmp_path / "broken"), "--time-limit", "0"],
+                           capture_output=True, text=True, timeout=300)
+    assert first.returncode == 0, first.stderr
+    assert not (tmp_path / "broken" / "metrics.jsonl").is_file() or not read_metrics(tmp_path / "broken")
+    second = subprocess.run([*base, "--resume", str(tmp_path / "broken"), "--time-limit", "600", "--no-progress"],
+                            capture_output=True, text=True, timeout=300)
+    assert second.returncode == 0, second.stderr
+    assert "computed once" in second.stdout
+    done, broken = (read_safetensors(tmp_path / name / "last.safetensors").state_dict for name in ("whole", "broken"))
+    for key in ("classifier.conv10.weight", "classifier.conv10.bias"):
+        torch.testing.assert_close(broken[key], done[key], rtol=0, atol=0)
+
+
+def test_a_fine_tuning_runs_under_torchrun(tmp_path, photos, caffemodel):
+    import shutil
+    import socket
+
+    torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent))
+    if torchrun is None:
+        pytest.skip("torchrun is not installed beside this Python")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    launched = subprocess.run([torchrun, "--nproc-per-node", "2", "--master-addr", "127.0.0.1", "--master-port",
+                               str(port), "-m", "squeezenet", "train", "--weights", str(caffemodel), "--data",
+                               str(photos), "--out", str(tmp_path / "ddp"), *FAST],
+                              capture_output=True, text=True, timeout=300,
+                              env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert launched.returncode == 0, launched.stderr[-2000:]
+    assert "batch 8 = 2 process(es)" in launched.stdout and launched.stdout.count("done:") == 1
+    model = sq.load(tmp_path / "ddp" / "best.safetensors")
+    assert model.meta.class_names == ("cat", "dog", "ship") and model.preprocess.channel_order == "BGR"
+    start = sq.load(caffemodel).state_dict()
+    tuned = model.state_dict()
+    assert any(not torch.equal(tuned[k], start[k]) for k in _conv_tensors(start, "features."))  # all of it trained
+
+
+def test_predict_and_evaluate_take_the_pixel_limit(tmp_path, photos, caffemodel, capsys):
+    image = tmp_path / "cats" / "cat" / "one.jpg"
+    image.parent.mkdir(parents=True)
+    Image.new("RGB", (300, 300), (90, 60, 30)).save(image)
+    before = Image.MAX_IMAGE_PIXELS
+    try:
+        code, _, err = run_cli(capsys, "predict", str(image), "--weights", str(caffemodel),
+                               "--max-image-pixels", str(300 * 300 // 4))
+        assert code == 2 and err.count("\n") == 1 and str(image) in err and "decompression bomb" in err
+        code, out, err = run_cli(capsys, "predict", str(image), "--weights", str(caffemodel),
+                                 "--max-image-pixels", str(300 * 300))
+        assert code == 0 and str(image) in out, err
+        code, _, err = run_cli(capsys, "evaluate", "--data", str(tmp_path / "cats"), "--weights", str(caffemodel),
+                               "--max-image-pixels", "100")
+        assert code == 2 and err.count("\n") == 1 and "decompression bomb" in err
     finally:
         Image.MAX_IMAGE_PIXELS = before

@@ -14,7 +14,14 @@ from collections.abc import Callable, Collection, Sequence
 from typing import TYPE_CHECKING, NamedTuple
 
 from .errors import SqueezeNetError
-from .flags import add_backend_argument, add_spec_arguments, add_weights_arguments, sizes, spec_from_args
+from .flags import (
+    add_backend_argument,
+    add_image_limit_argument,
+    add_spec_arguments,
+    add_weights_arguments,
+    sizes,
+    spec_from_args,
+)
 from .spec import PRESETS
 
 if TYPE_CHECKING:
@@ -102,6 +109,7 @@ def _add_predict(parser: argparse.ArgumentParser) -> Handler:
                         help="classes to show per image (default 5, or every class when the model has fewer)")
     parser.add_argument("--json", action="store_true", help="print one JSON list")
     add_backend_argument(parser)
+    add_image_limit_argument(parser)
     return _predict
 
 
@@ -120,7 +128,9 @@ def _image_arguments(arguments: Sequence[str]) -> list[str]:
 def _predict(args: argparse.Namespace) -> int:
     from .deploy import inference_model
     from .evaluate import predict
+    from .images import set_max_image_pixels
 
+    set_max_image_pixels(args.max_image_pixels)
     images = _image_arguments(args.images)
     model = inference_model(args.weights, args.backend, arch=args.arch, preprocess=args.preprocess)
     results = predict(model, images, topk=args.topk)
@@ -146,14 +156,16 @@ def _add_evaluate(parser: argparse.ArgumentParser) -> Handler:
     parser.add_argument("--json", action="store_true",
                         help='print {"top1": ..., "top5": ..., "n": ...} (fractions; no top5 for 5 classes or fewer)')
     add_backend_argument(parser)
+    add_image_limit_argument(parser)
     return _evaluate
 
 
 def _evaluate(args: argparse.Namespace) -> int:
     from .deploy import inference_model
     from .evaluate import evaluate
-    from .images import labelled_images
+    from .images import labelled_images, set_max_image_pixels
 
+    set_max_image_pixels(args.max_image_pixels)
     model = inference_model(args.weights, args.backend, arch=args.arch, preprocess=args.preprocess)
     items, _ = labelled_images(args.data, args.labels, num_classes=model.meta.spec.num_classes)
     result = evaluate(model, items, batch_size=args.batch_size, workers=args.workers, progress=sys.stderr.isatty())

@@ -212,7 +212,7 @@ class Datasets:
 def load_datasets(source: str | Path, image_size: int | None = None, *, min_size: int = 1, strict: bool = False,
                   download: bool = False, cache: str = "auto", subset: int | None = None,
                   crop_padding: int | None = None, preprocessing: Preprocessing | None = None,
-                  val_fraction: float | None = None) -> Datasets:
+                  val_fraction: float | None = None, augment: bool = True) -> Datasets:
     """``source``: "digits" (embedded), "cifar10" (torchvision's), an ImageFolder folder (with train/ and
     val/ or test/ subfolders for a test split), or a .tar/.tar.gz/.tgz archive of one (unpacked once into
     cache_dir()). ``image_size`` defaults to the data's own size for small images (at least ``min_size``,
@@ -222,6 +222,7 @@ def load_datasets(source: str | Path, image_size: int | None = None, *, min_size
     ``preprocessing``: the recipe of the weights a model starts from, which then wins over the data's own:
     images are normalised as it says, at its crop size unless ``image_size`` is given.
     ``val_fraction``: a folder with no val/ or test/ split gets a fixed, stratified one of this share.
+    ``augment``: False trains on the images exactly as they are scored.
     """
     if cache not in ("auto", "on", "off"):
         raise DataError(f"cache must be auto, on or off, got {cache!r}")
@@ -254,6 +255,7 @@ def load_datasets(source: str | Path, image_size: int | None = None, *, min_size
         data.train = data.train.with_crop_padding(crop_padding)
     if preprocessing is not None:
         _use_recipe(data, preprocessing)
+    data.train.augment = augment
     _check(data)
     return data
 

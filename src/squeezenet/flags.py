@@ -101,6 +101,12 @@ def add_weights_arguments(parser: argparse.ArgumentParser, required: bool = True
                            help="architecture the weights are for (default: from the file)")
 
 
+def add_image_limit_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--max-image-pixels", type=int, default=None, metavar="N",
+                        help="refuse images above N pixels as decompression bombs (default: Pillow's 89 million); "
+                             "raise it for files you trust")
+
+
 def add_backend_argument(parser: argparse.ArgumentParser) -> None:
     """--backend, the same for predict and evaluate: which runtime runs the model, pytorch unless asked."""
     from .deploy import BACKEND_CHOICES, BACKENDS

@@ -11,7 +11,15 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ..lazy import lazy_attributes
-from .config import RESUME_OVERRIDES, TrainConfig, config_from_dict, config_to_yaml, load_config, spec_overrides
+from .config import (
+    RESUME_OVERRIDES,
+    TrainConfig,
+    adapt_to_data,
+    config_from_dict,
+    config_to_yaml,
+    load_config,
+    spec_overrides,
+)
 
 if TYPE_CHECKING:
     from ..model import SqueezeNet
@@ -37,6 +45,7 @@ __getattr__ = lazy_attributes(__name__, {
     "keep_freed_memory": ".memory", "RunFolder": ".run_folder", "read_metrics": ".run_folder",
 })
 
-__all__ = ["CPU_ACTIVATION_BUDGET", "RESUME_OVERRIDES", "RunFolder", "TrainConfig", "TrainResult", "config_from_dict",
+__all__ = ["CPU_ACTIVATION_BUDGET", "RESUME_OVERRIDES", "RunFolder", "TrainConfig", "TrainResult", "adapt_to_data",
+           "config_from_dict",
            "config_to_yaml", "keep_freed_memory", "learning_rate", "load_config", "read_metrics", "spec_overrides",
            "train"]

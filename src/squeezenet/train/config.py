@@ -40,10 +40,18 @@ class TrainConfig:
                                         "recipe (see docs/training.md)")
     train: str = _option("all", "what to train: all, or classifier (conv10 only: a linear probe on the frozen "
                                 "backbone)", choices=("all", "classifier"))
+    augment: bool | None = _option(None, "random crops and flips of the training images; --no-augment trains on "
+                                         "them as they are scored (default: on, except with --train classifier, "
+                                         "where the frozen backbone's features are then computed once per image)")
     backbone_lr_scale: float = _option(1.0, "the backbone's learning rate is the peak lr times this (e.g. 0.1); "
                                             "conv10 gets the peak lr")
     val_fraction: float = _option(0.2, "a folder without val/ or test/: the share of each class held out, by a "
                                        "fixed seed, to score on (0: no test split)")
+    recipe: str = _option("auto", "the defaults of a run from random weights: paper (the paper's: batch 1024, SGD, "
+                                  "linear decay), small-data (batch 8-64, AdamW with batch norm, cosine decay: for "
+                                  "fewer than 100 classes or 100,000 images, where the paper's stalls), or auto "
+                                  "(small-data for such data, else paper); it changes only settings left at the "
+                                  "paper's defaults", choices=("auto", "paper", "small-data"))
     epochs: int = _option(90, "passes over the training set")
     batch_size: int = _option(1024, "effective batch per optimizer step, over all processes")
     micro_batch: int | None = _option(None, "most images per forward pass (gradient accumulation; passes split the "
@@ -103,6 +111,11 @@ class TrainConfig:
     def peak_lr(self) -> float:
         return self.lr if self.lr is not None else PAPER_LR * self.batch_size / PAPER_BATCH
 
+    @property
+    def augments(self) -> bool:
+        """Whether training images are augmented: --augment, else on unless only the classifier trains."""
+        return self.augment if self.augment is not None else self.train != "classifier"
+
     @classmethod
     def finetuning(cls, weights: str, **changes: Any) -> TrainConfig:
         """The fine-tuning recipe (FINETUNE_RECIPE) for ``weights``, with ``changes`` over it: what
@@ -150,6 +163,38 @@ DEFAULT_ARCH = "1_1"  # trained from scratch when neither --arch nor --weights n
 # 0.03 10.9% top-1 on 1,000 test images.
 FINETUNE_RECIPE: dict[str, Any] = {"epochs": 10, "batch_size": 32, "lr": 0.003, "warmup_epochs": 1.0,
                                    "schedule": "cosine"}
+
+# The defaults of a run from random weights on a small dataset or one of few classes (recipe "small-data"), where
+# the paper's recipe refuses to start (fewer images than its batch of 1024) or stalls with dead classes (the ReLU
+# before the pool; docs/training.md): batch norm with AdamW, as the demo trains. The batch is set from the data.
+SMALL_DATA_RECIPE: dict[str, Any] = {"optimizer": "adamw", "lr": 0.002, "batch_norm": True, "warmup_epochs": 1.0,
+                                     "schedule": "cosine", "epochs": 30}
+SMALL_DATA_LIMITS = (100, 100_000)  # auto takes the small-data recipe below this many classes or images
+# What a user sets to choose a recipe of their own; while all are at the paper's defaults, auto may adapt.
+RECIPE_SETTINGS = ("optimizer", "lr", "batch_norm", "final_relu", "schedule", "warmup_epochs", "momentum")
+
+
+def adapt_to_data(config: TrainConfig, images: int, classes: int) -> tuple[TrainConfig, str | None]:
+    """The config a run from random weights trains with on ``images`` training images of ``classes`` classes,
+    and a line saying what changed and why (None: nothing). The small-data recipe replaces only settings at the
+    paper's defaults; a recipe of the user's own (any of RECIPE_SETTINGS changed) is kept whole."""
+    paper = TrainConfig()
+    small = images < SMALL_DATA_LIMITS[1] or classes < SMALL_DATA_LIMITS[0]
+    own = any(getattr(config, name) != getattr(paper, name) for name in RECIPE_SETTINGS)
+    if config.weights or config.recipe == "paper" or (config.recipe == "auto" and (not small or own)):
+        return config, None
+    batch = min(64, max(8, 2 ** int(math.log2(max(1, images) / 8)))) if config.batch_size == paper.batch_size \
+        else config.batch_size
+    changes = {name: value for name, value in SMALL_DATA_RECIPE.items()
+               if getattr(config, name) == getattr(paper, name)}
+    adapted = dataclasses.replace(config, **changes, batch_size=batch, recipe="small-data")
+    if config.recipe == "small-data":
+        return adapted, None  # asked for by name (or a resumed run's own): nothing to explain
+    why = f"{images:,} training images" if images < SMALL_DATA_LIMITS[1] else f"{classes} classes"
+    return adapted, (f"{why}: the small-data recipe (batch {batch}, AdamW lr {adapted.lr:g}, batch norm, "
+                     f"{adapted.schedule} decay, {adapted.epochs} epochs) instead of the paper's ImageNet one (batch "
+                     f"1024, SGD), which stalls on so few; --recipe paper keeps it (docs/training.md)")
+
 
 # Settings a resumed run may change: they alter where and how fast it runs, or which epochs are scored,
 # never the weights it computes.

@@ -33,7 +33,7 @@ from .config import TrainConfig
 from .distributed import Processes, all_sum, barrier, gather, share_buffers, start_processes, stop, wrap
 from .memory import keep_freed_memory
 from .run_folder import RunFolder, rng_state, seed_everything, set_rng_state
-from .setup import Setup, resolve_run, set_up, train_mode
+from .setup import Setup, cache_features, resolve_run, set_up, train_mode
 
 
 @dataclass
@@ -64,12 +64,14 @@ def _train(config: TrainConfig, processes: Processes, initial: SqueezeNet | None
         keep_freed_memory()
     seed_everything(config.seed + processes.rank)  # dropout differs across processes; the data order does not
     setup = set_up(config, processes, run, initial, spec, state)
+    config = setup.config  # as the data adapted it (the small-data recipe)
     position = _restore(setup, state) if state is not None else Position()
     if state is None and processes.main:
         run.create(config, setup.model.spec)
     barrier(processes)
+    setup = cache_features(setup)  # a linear probe's features, from the restored weights on a resume
 
-    network = wrap(setup.model, processes)
+    network = wrap(setup.trained, processes)
     if config.compile:
         network = torch.compile(network)
     writer = _tensorboard(run) if config.tensorboard and processes.main else None
@@ -293,7 +295,7 @@ def evaluate(setup: Setup) -> dict[str, float]:
     indices = range(processes.rank, len(data.test), processes.world)
     keys: list[list[Key]] = [[(i, 0) for i in indices[s:s + setup.micro]] for s in range(0, len(indices), setup.micro)]
     tally = Tally(setup.model.spec.num_classes, processes.device)
-    model = setup.model
+    model = setup.scorer
     model.eval()
     with torch.inference_mode(), _autocast(config, processes.device):
         for images, labels in batches(data.test, keys, setup.workers):

@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,14 +15,15 @@ from typing import Any
 
 import torch
 from torch import nn
+from tqdm import tqdm
 
-from ..data import Datasets, load_datasets
+from ..data import CachedImages, Datasets, ImageFiles, Key, batches, load_datasets
 from ..errors import TrainingError
 from ..images import set_max_image_pixels
 from ..model import SqueezeNet
 from ..preprocess import Preprocessing
 from ..spec import Spec, get_spec
-from .config import DEFAULT_ARCH, RESUME_OVERRIDES, TrainConfig, load_config, spec_overrides
+from .config import DEFAULT_ARCH, RESUME_OVERRIDES, TrainConfig, adapt_to_data, load_config, spec_overrides
 from .distributed import Processes, gather
 from .memory import micro_batch
 from .run_folder import RunFolder
@@ -58,6 +60,12 @@ class Setup:
     micro: int  # images per forward pass
     accumulation: int  # forward passes per optimizer step
     workers: int
+    trained: nn.Module | None = None  # what a training batch goes through: the model, or its Head on features
+    scorer: nn.Module | None = None  # what a test batch goes through
+
+    def __post_init__(self) -> None:
+        self.trained = self.trained or self.model
+        self.scorer = self.scorer or self.model
 
     @property
     def total_steps(self) -> int:
@@ -75,15 +83,22 @@ class Setup:
 def set_up(config: TrainConfig, processes: Processes, run: RunFolder, initial: SqueezeNet | None,
             spec: Spec | None, state: dict[str, Any] | None) -> Setup:
     """Data, model and optimizer, every setting checked against the data before the first step."""
-    if config.batch_size % processes.world:
-        raise TrainingError(f"--batch-size {config.batch_size} must divide evenly among {processes.world} processes")
-    per_process = config.batch_size // processes.world
     set_max_image_pixels(config.max_image_pixels)
     start, recipe = _starting_point(config, run, state, initial)
     spec = _spec_to_train(config, run, start, spec)
     data = load_datasets(config.data, config.image_size, min_size=spec.min_input_size(), strict=config.strict,
                          download=config.download, cache=config.cache, subset=config.subset,
-                         crop_padding=config.crop_padding, preprocessing=recipe, val_fraction=config.val_fraction)
+                         crop_padding=config.crop_padding, preprocessing=recipe, val_fraction=config.val_fraction,
+                         augment=config.augments)
+    if start is None:
+        config, note = adapt_to_data(config, len(data.train), data.num_classes)
+        if config.batch_norm != spec.batch_norm:
+            spec = _spec_to_train(config, run, start, spec)
+        if note and processes.main:
+            print(note, flush=True)
+    if config.batch_size % processes.world:
+        raise TrainingError(f"--batch-size {config.batch_size} must divide evenly among {processes.world} processes")
+    per_process = config.batch_size // processes.world
     model = _model_for(data, config, spec, start, fixed_head=initial is not None)
     spec = model.spec
     spec.spatial_sizes(data.image_size)  # InputSizeError now rather than at the first step
@@ -93,7 +108,8 @@ def set_up(config: TrainConfig, processes: Processes, run: RunFolder, initial: S
     steps_per_epoch = len(data.train) // config.batch_size
     if steps_per_epoch == 0:
         raise TrainingError(f"{data.name}: {len(data.train)} training images are fewer than one batch "
-                            f"(--batch-size {config.batch_size})")
+                            f"(--batch-size {config.batch_size}); give a smaller --batch-size"
+                            + ("" if config.weights or config.recipe != "paper" else " or --recipe small-data"))
     micro = min(config.micro_batch or micro_batch(model, data.image_size, per_process, processes.device), per_process)
     accumulation = math.ceil(per_process / micro)
     micro = math.ceil(per_process / accumulation)  # even passes: 32 images at most 24 a pass go as 16 + 16
@@ -103,6 +119,74 @@ def set_up(config: TrainConfig, processes: Processes, run: RunFolder, initial: S
         model.to(memory_format=torch.channels_last)
     return Setup(config, processes, run, data, model, _optimizer(model, config), steps_per_epoch, per_process,
                  micro, accumulation, workers)
+
+
+class Head(nn.Module):
+    """A SqueezeNet's classifier alone, on its backbone's features: what a linear probe trains once the features
+    are computed (``cache_features``). The model stays whole: checkpoints save it, with the head it trains."""
+
+    def __init__(self, model: SqueezeNet) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.model.forward_head(features)
+
+
+FEATURE_CACHE_BYTES = 4 << 30  # the most memory the cached features of a linear probe may take (float32)
+
+
+def cache_features(setup: Setup) -> Setup:
+    """A linear probe (``--train classifier``) without augmentation sees the same backbone features of an image
+    every epoch: compute them once and train conv10 on them, so an epoch costs the head alone. The test split's
+    are cached too unless test-time views (flip, shift) need the images. Run after a resume has restored the
+    weights; every process computes all of them (the frozen backbone is the same in each)."""
+    config, data, model = setup.config, setup.data, setup.model
+    if config.train != "classifier" or config.augments:
+        return setup
+    device = setup.processes.device
+    splits = {"train": data.train}
+    if data.test is not None and not config.test_flip and not config.test_shift:
+        splits["test"] = data.test
+    with torch.inference_mode():
+        shape = model.forward_features(torch.zeros(1, 3, data.image_size, data.image_size, device=device)).shape
+    per_image = math.prod(shape) * 4  # float32
+    if per_image * len(data.train) > FEATURE_CACHE_BYTES:
+        if setup.processes.main:
+            print(f"the backbone's features of {len(data.train):,} images would take "
+                  f"{per_image * len(data.train) / 2**30:.1f} GiB: computed every step instead", flush=True)
+        return setup
+    if per_image * (len(data.train) + len(data.test or [])) > FEATURE_CACHE_BYTES:
+        splits.pop("test", None)
+    cached = {}
+    for name, split in splits.items():
+        keys = [[(i, 0) for i in range(s, min(s + setup.micro, len(split)))] for s in range(0, len(split), setup.micro)]
+        show = config.progress and setup.processes.main
+        cached[name] = _features(model, data, split, keys, device, setup.workers, f"{name} features" if show else None)
+    if setup.processes.main:
+        count = sum(len(split) for split in cached.values())
+        size = sum(split.images.numel() * split.images.element_size() for split in cached.values())
+        print(f"linear probe: the frozen backbone's features of {count:,} images ({', '.join(cached)}) computed "
+              f"once, {size / 2**20:,.0f} MiB; each epoch trains conv10 on them", flush=True)
+    head = Head(model)
+    features = dataclasses.replace(data, train=cached["train"], test=cached.get("test", data.test))
+    return dataclasses.replace(setup, data=features, trained=head, scorer=head if "test" in cached else model)
+
+
+def _features(model: SqueezeNet, data: Datasets, split: CachedImages | ImageFiles, keys: list[list[Key]],
+              device: torch.device, workers: int, progress: str | None = None) -> CachedImages:
+    """The backbone's features of ``split``'s images (all ``keys``), as a dataset of their own on the CPU."""
+    parts, labels = [], []
+    was_training = model.training
+    model.eval()
+    with torch.inference_mode():
+        for images, batch_labels in tqdm(batches(split, keys, workers), total=len(keys), unit="batch", leave=False,
+                                         desc=progress, disable=progress is None or not sys.stderr.isatty()):
+            if len(batch_labels):  # a file that failed to decode is left out, as in training
+                parts.append(model.forward_features(data.normalize(images.to(device))).float().cpu())
+                labels.append(batch_labels)
+    model.train(was_training)
+    return CachedImages(torch.cat(parts), torch.cat(labels), augment=False)
 
 
 def _starting_point(config: TrainConfig, run: RunFolder, state: dict[str, Any] | None,
