@@ -47,11 +47,11 @@ class TrainConfig:
                                             "conv10 gets the peak lr")
     val_fraction: float = _option(0.2, "a folder without val/ or test/: the share of each class held out, by a "
                                        "fixed seed, to score on (0: no test split)")
-    recipe: str = _option("auto", "the defaults of a run from random weights: paper (the paper's: batch 1024, SGD, "
-                                  "linear decay), small-data (batch 8-64, AdamW with batch norm, cosine decay: for "
-                                  "fewer than 100 classes or 100,000 images, where the paper's stalls), or auto "
-                                  "(small-data for such data, else paper); it changes only settings left at the "
-                                  "paper's defaults", choices=("auto", "paper", "small-data"))
+    recipe: str = _option("auto", "the recipe of a run from random weights: paper (batch 1024, SGD, linear decay), "
+                                  "small-data (batch 8-64, AdamW with batch norm, cosine decay: for fewer than 100 "
+                                  "classes or 100,000 images, where the paper's stalls), or auto (the default: "
+                                  "small-data for such data, else paper); it changes only settings left at the "
+                                  "paper's values", choices=("auto", "paper", "small-data"))
     epochs: int = _option(90, "passes over the training set")
     batch_size: int = _option(1024, "effective batch per optimizer step, over all processes")
     micro_batch: int | None = _option(None, "most images per forward pass (gradient accumulation; passes split the "
