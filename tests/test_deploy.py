@@ -99,6 +99,31 @@ def test_onnx_export_has_dynamic_batch_opset_and_metadata(v11: sq.SqueezeNet, v1
     assert expected[0].argmax() == 0  # the tench really is a tench: real weights, real image
 
 
+@pytest.mark.parametrize("weights", [V11, DC])
+def test_onnx_runs_the_same_in_opencv_and_ends_in_a_clean_classifier_tail(weights: str, samples: Path,
+                                                                         tmp_path: Path) -> None:
+    """OpenCV's DNN module, an independent consumer, computes what ONNX Runtime does on real photos: Deep
+    Compression's conv10 (a 1x1 convolution with pad 1) is exported as an explicit Pad, which OpenCV gets right."""
+    cv2 = pytest.importorskip("cv2", reason="OpenCV comes with the test extra (opencv-python-headless)")
+    model = sq.load(shared_path(weights))
+    path = export_onnx(model, tmp_path / "model.onnx")
+    operators = [node.op_type for node in onnx.load(str(path)).graph.node]
+    assert operators[-2:] == ["GlobalAveragePool", "Flatten"]
+    assert not {"Range", "Gather", "ReduceMean", "Reshape"} & set(operators)
+    if model.spec.conv10_padding:
+        assert operators[-5:-3] == ["Pad", "Conv"]
+    items, _ = labelled_images(samples)
+    batch = deploy.preprocessed([item for item, _ in items[:8]], model.preprocess)
+    expected = open_exported(path, "onnxruntime")(batch)
+    network = cv2.dnn.readNetFromONNX(str(path))
+    for image, logits in zip(batch, expected, strict=True):
+        network.setInput(image[None])
+        got = network.forward()[0]
+        scale = float(np.abs(logits).max())
+        assert float(np.abs(got - logits).max()) <= 1e-4 * scale, weights
+        assert got.argmax() == logits.argmax()
+
+
 def test_export_check_rejects_outputs_that_differ(v11: sq.SqueezeNet) -> None:
     def off_by_a_little(batch: np.ndarray) -> np.ndarray:
         return deploy.torch_logits(v11, batch) + 1e-3

@@ -28,7 +28,7 @@ __version__ = "0.1.0"
 
 __getattr__ = lazy_attributes(__name__, {
     "CompressConfig": ".compress.config",
-    "export_onnx": ".deploy", "export_openvino": ".deploy",
+    "export": ".deploy", "export_onnx": ".deploy", "export_openvino": ".deploy",
     "Accuracy": ".evaluate", "predict": ".evaluate",  # evaluate() is squeezenet.evaluate.evaluate: a module too
     "Fire": ".model", "ModelMeta": ".model", "SqueezeNet": ".model", "Summary": ".model", "summary": ".model",
     "build": ".zoo", "list_models": ".zoo", "list_pretrained": ".zoo",  # build: fresh, or pretrained + new head
@@ -62,6 +62,7 @@ __all__ = [
     "WeightsError",
     "build",
     "compress",
+    "export",
     "export_onnx",
     "export_openvino",
     "get_preprocessing",

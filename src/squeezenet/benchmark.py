@@ -1,13 +1,15 @@
 """One CPU inference benchmark: every backend, the same inputs, the same run.
 
 Rows: torchvision's own class run eagerly (the baseline), our PyTorch path,
-ONNX Runtime float32 and int8, and OpenVINO with its default settings, with
-f32 forced and int8 (NNCF). Backends take turns round by round, so a noisy
-neighbour slows all of them alike instead of whichever ran at the time; each
-row reports latency percentiles (p10, p50, p90: the spread) at batch 1 and
-throughput at every batch size, as ratios to torchvision eager and to
-OpenVINO's default too. A backend that cannot run here is listed as skipped
-with the reason.
+ONNX Runtime float32 and int8, OpenVINO with its default settings, with f32
+forced and int8 (NNCF), and the on-device runtimes (ExecuTorch, LiteRT, ncnn)
+running their exported files, with each file's size and the peak resident
+memory of a fresh process that loads it and classifies one image. Backends
+take turns round by round, so a noisy neighbour slows all of them alike
+instead of whichever ran at the time; each row reports latency percentiles
+(p10, p50, p90: the spread) at batch 1 and throughput at every batch size, as
+ratios to torchvision eager and to OpenVINO's default too. A backend that
+cannot run here is listed as skipped with the reason.
 """
 
 from __future__ import annotations
@@ -28,13 +30,16 @@ import numpy as np
 import torch
 
 from .deploy import (
+    DEVICE_FORMATS,
     OPENVINO_F32,
     Backend,
     available,
     calibration_inputs,
     example_batch,
+    export_device,
     export_onnx,
     onnxruntime_backend,
+    open_exported,
     openvino_backend,
     quantize_onnx,
     quantize_openvino,
@@ -86,15 +91,22 @@ class Setup:
     def openvino_int8(self) -> Any:
         return self.once("openvino-int8", lambda: quantize_openvino(self.openvino_fp32(), self.int8_calibration()))
 
+    def device_file(self, file_format: str, int8: bool) -> Path:
+        precision = "int8" if int8 else "fp32"
+        target = self.scratch / f"{file_format}-{precision}{DEVICE_FORMATS[file_format][0]}"
+        return self.once(target.name, lambda: export_device(
+            self.model, target, file_format, input_size=self.input_size,
+            calibration=self.int8_calibration() if int8 else None))
+
 
 class _Skip(Exception):
     """A variant that cannot run on this machine or with these arguments; the message says why."""
 
 
-def _needs(runtime: str) -> None:
+def _needs(runtime: str, extra: str | None = None) -> None:
     if not available(runtime):
-        extra = " (pip install 'squeezenet[openvino]')" if runtime == "openvino" else ""
-        raise _Skip(f"{runtime} is not installed{extra}")
+        extra = extra or ("openvino" if runtime == "openvino" else None)
+        raise _Skip(f"{runtime} is not installed" + (f" (pip install 'squeezenet[{extra}]')" if extra else ""))
 
 
 @dataclass(frozen=True)
@@ -115,7 +127,9 @@ def _onnxruntime(int8: bool) -> Callable[[Setup], Backend]:
     def build(setup: Setup) -> Backend:
         _needs("onnxruntime")
         path = setup.onnx_int8() if int8 else setup.onnx_fp32()
-        return onnxruntime_backend(path, "onnxruntime-int8" if int8 else "onnxruntime-fp32")
+        runner = onnxruntime_backend(path, "onnxruntime-int8" if int8 else "onnxruntime-fp32")
+        runner.details.update(file_bytes=path.stat().st_size, peak_rss_mb=peak_memory_mb(path))
+        return runner
     return build
 
 
@@ -126,6 +140,74 @@ def _openvino(name: str, config: dict[str, Any], int8: bool = False) -> Callable
             _needs("nncf")
         return openvino_backend(setup.openvino_int8() if int8 else setup.openvino_fp32(), name, config)
     return build
+
+
+# The on-device toolkits: (runtime module, exporter module, extra) per export format.
+DEVICE_TOOLKITS = {"executorch": ("executorch", "executorch", "executorch"),
+                   "tflite": ("ai_edge_litert", "litert_torch", "litert"), "ncnn": ("ncnn", "pnnx", "ncnn")}
+
+
+def _device(file_format: str, int8: bool) -> Callable[[Setup], Backend]:
+    def build(setup: Setup) -> Backend:
+        runtime, exporter, extra = DEVICE_TOOLKITS[file_format]
+        _needs(runtime, extra)
+        _needs(exporter, extra)
+        if int8 and file_format == "ncnn":
+            from .deploy.ncnn import NO_INT8
+
+            raise _Skip(NO_INT8.split(";")[0])
+        path = setup.device_file(file_format, int8)
+        runner = open_exported(path)
+        runner.name = f"{'litert' if file_format == 'tflite' else file_format}-{'int8' if int8 else 'fp32'}"
+        runner.details.update(file_bytes=path.stat().st_size + _beside(path), peak_rss_mb=peak_memory_mb(path))
+        return runner
+    return build
+
+
+def _beside(path: Path) -> int:
+    """Bytes of the files a model needs beside its own (ncnn's .bin); the JSON sidecar is not counted."""
+    weights = path.with_suffix(".bin")
+    return weights.stat().st_size if path.suffix == ".param" and weights.is_file() else 0
+
+
+# A fresh process that imports only the runtime, loads the file and runs one image: its peak resident memory is
+# what a device app pays for the model (P: the path, S: the input shape).
+_LOAD_AND_RUN = {
+    ".pte": "import torch\nfrom executorch.runtime import Runtime\n"
+            "Runtime.get().load_program(P).load_method('forward').execute([torch.zeros(S)])",
+    ".tflite": "import numpy as np\nfrom ai_edge_litert.interpreter import Interpreter\n"
+               "i = Interpreter(model_path=P)\ni.allocate_tensors()\nd = i.get_input_details()[0]\n"
+               "i.set_tensor(d['index'], np.zeros(d['shape'], np.float32))\ni.invoke()",
+    ".param": "import ncnn, numpy as np\nn = ncnn.Net()\nn.load_param(P)\nn.load_model(P[:-6] + '.bin')\n"
+              "e = n.create_extractor()\ne.input('in0', ncnn.Mat(np.zeros(S[1:], np.float32)).clone())\n"
+              "e.extract('out0')",
+    ".onnx": "import numpy as np, onnxruntime as ort\ns = ort.InferenceSession(P)\n"
+             "s.run(None, {s.get_inputs()[0].name: np.zeros(S, np.float32)})",
+}
+
+
+def peak_memory_mb(path: Path) -> float | None:
+    """Peak resident memory (MB) of a process that loads ``path`` in its runtime and classifies one image."""
+    import subprocess
+    import sys
+
+    from .deploy.graph import read_sidecar
+
+    code = _LOAD_AND_RUN.get(path.suffix)
+    if code is None:
+        return None
+    shape = read_sidecar(path)[1].get("input", {}).get("shape")
+    if shape is None and path.suffix == ".onnx":
+        import onnx
+
+        dims = onnx.load(str(path)).graph.input[0].type.tensor_type.shape.dim
+        shape = [1, *(d.dim_value for d in dims[1:])]
+    program = f"P = {str(path)!r}\nS = {shape!r}\n{code}\nimport resource\n" \
+              "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
+    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=300)
+    if done.returncode != 0 or not done.stdout.strip():
+        return None
+    return round(int(done.stdout.split()[-1]) / 1024, 1)  # Linux reports kilobytes
 
 
 VARIANTS: tuple[Variant, ...] = (
@@ -142,7 +224,15 @@ VARIANTS: tuple[Variant, ...] = (
     Variant("openvino-f32", "OpenVINO CPU, INFERENCE_PRECISION_HINT=f32", _openvino("openvino-f32", OPENVINO_F32)),
     Variant("openvino-int8", "OpenVINO CPU, int8 from NNCF post-training quantization",
             _openvino("openvino-int8", {}, int8=True)),
+    Variant("executorch-fp32", "ExecuTorch .pte, XNNPACK delegate, fp32, one image a call",
+            _device("executorch", int8=False)),
+    Variant("executorch-int8", "ExecuTorch .pte, XNNPACK, int8 (PT2E XNNPACK quantizer)", _device("executorch", True)),
+    Variant("litert-fp32", "LiteRT .tflite (litert-torch), NHWC, fp32, one image a call", _device("tflite", False)),
+    Variant("litert-int8", "LiteRT .tflite, int8 (litert-torch PT2E quantizer)", _device("tflite", True)),
+    Variant("ncnn-fp32", "ncnn .param/.bin (pnnx), fp32 storage and arithmetic", _device("ncnn", False)),
+    Variant("ncnn-int8", "ncnn int8", _device("ncnn", True)),
 )
+DEVICE_VARIANTS = tuple(v.name for v in VARIANTS if v.name.split("-")[0] in ("executorch", "litert", "ncnn"))
 
 
 @dataclass
@@ -225,7 +315,8 @@ class Report:
     def __str__(self) -> str:
         first = self.batches[0]
         header = ["backend", f"p50 ms b{first}", f"p10-p90 ms b{first}", *(f"img/s b{b}" for b in self.batches),
-                  *(f"x tv b{b}" for b in self.batches), *(f"x ov-default b{b}" for b in self.batches)]
+                  *(f"x tv b{b}" for b in self.batches), *(f"x ov-default b{b}" for b in self.batches),
+                  "file MB", "peak RSS MB"]
         table: list[list[str]] = []
         for row in self.rows:
             if row.skipped:
@@ -237,6 +328,8 @@ class Report:
                 *(_fmt(row.img_per_s(b), 1) for b in self.batches),
                 *(_fmt(self._ratio(row, BASELINE, b), 2) for b in self.batches),
                 *(_fmt(self._ratio(row, REFERENCE, b), 2) for b in self.batches),
+                _fmt(row.details["file_bytes"] / 1e6 if "file_bytes" in row.details else None, 2),
+                _fmt(row.details.get("peak_rss_mb"), 0),
             ])
         lines = [f"SqueezeNet {self.arch} at {self.input_size}x{self.input_size}, weights: {self.weights or 'random'}; "
                  f"{self.warmup} warm-up calls per batch size, then {self.rounds} round(s) of "

@@ -226,11 +226,16 @@ def _plot(args: argparse.Namespace) -> int:
 
 def _add_export(parser: argparse.ArgumentParser) -> Handler:
     add_weights_arguments(parser)
-    parser.add_argument("--format", choices=("onnx", "openvino"), default="onnx",
-                        help="onnx (default) or openvino (NAME.xml + NAME.bin; needs squeezenet[openvino])")
-    parser.add_argument("--out", required=True, metavar="FILE", help="output file (.onnx, or .xml for openvino)")
+    parser.add_argument("--format", choices=("onnx", "openvino", "executorch", "tflite", "ncnn"), default="onnx",
+                        help="onnx (default); openvino (NAME.xml + NAME.bin); on-device: executorch (NAME.pte, "
+                             "XNNPACK), tflite (LiteRT, NHWC input), ncnn (NAME.param + NAME.bin); each device "
+                             "format gets NAME.json beside it (class names, preprocessing, input layout) and needs "
+                             "its extra: squeezenet[openvino], [executorch], [litert], [ncnn]")
+    parser.add_argument("--out", required=True, metavar="FILE",
+                        help="output file: .onnx, .xml (openvino), .pte, .tflite or .param (ncnn)")
     parser.add_argument("--int8", action="store_true",
-                        help="int8 post-training quantization (ONNX Runtime for onnx, NNCF for openvino)")
+                        help="int8 post-training quantization (ONNX Runtime for onnx, NNCF for openvino, the PT2E "
+                             "quantizers for executorch and tflite; ncnn: not from Python)")
     parser.add_argument("--calib", metavar="DIR", help="folder of real images to calibrate int8 on (needed by --int8)")
     parser.add_argument("--calib-images", type=int, default=100, metavar="N",
                         help="calibration images to use (default 100)")
@@ -426,7 +431,8 @@ COMMANDS: dict[str, Command] = {
                      "the run folder (--out) gets checkpoints, metrics, the config and the spec. Under torchrun, "
                      "every process trains on its share of each batch."),
     "plot": Command("draw a run's loss, accuracy and learning-rate curves to a PNG", _add_plot),
-    "export": Command("write ONNX or OpenVINO IR (optionally int8), checked against PyTorch", _add_export),
+    "export": Command("write ONNX, OpenVINO IR, ExecuTorch, LiteRT or ncnn (optionally int8), each run in its "
+                      "runtime and checked against PyTorch", _add_export),
     "benchmark": Command("CPU latency and throughput of every inference backend, one run", _add_benchmark),
     "explore": Command("design-space sweeps (Figure 3, bypass): train each point, CSV, plots", _add_explore,
                        "Train networks that differ from a base spec in one metaparameter at a time, under the same "

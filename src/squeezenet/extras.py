@@ -2,8 +2,9 @@
 
 A core install loads, trains and evaluates. ONNX export and ONNX Runtime
 (``squeezenet[onnx]``), OpenVINO and NNCF (``squeezenet[openvino]``),
-matplotlib (``squeezenet[plot]``) and huggingface_hub (``squeezenet[hub]``,
-for ``hf-hub:`` names) come as extras; ``require`` turns a
+matplotlib (``squeezenet[plot]``), huggingface_hub (``squeezenet[hub]``,
+for ``hf-hub:`` names) and the on-device toolkits (``squeezenet[executorch]``,
+``[litert]``, ``[ncnn]``) come as extras; ``require`` turns a
 missing one into a single line that names the extra to install.
 """
 
@@ -23,6 +24,12 @@ EXTRA_OF = {  # top-level module -> the extra that installs it (pyproject.toml's
     "matplotlib": "plot",
     "tensorboard": "tensorboard",
     "huggingface_hub": "hub",
+    "executorch": "executorch",
+    "torchao": "executorch",
+    "litert_torch": "litert",
+    "ai_edge_litert": "litert",
+    "ncnn": "ncnn",
+    "pnnx": "ncnn",
 }
 
 

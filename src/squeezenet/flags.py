@@ -115,7 +115,8 @@ def add_backend_argument(parser: argparse.ArgumentParser) -> None:
                         help="runtime, float32 on every CPU: pytorch (default; exports nothing), onnxruntime or "
                              "openvino (a weights file is exported to ONNX once and cached; --weights may also be "
                              "a .onnx/.xml file from `squeezenet export`), or auto = the fastest installed, in the "
-                             f"order {', '.join(BACKENDS)}")
+                             f"order {', '.join(BACKENDS)}. An on-device file (--weights NAME.pte, .tflite or ncnn "
+                             ".param) runs in its own runtime: executorch, litert or ncnn")
 
 
 # -- train --------------------------------------------------------------------------------------------------------

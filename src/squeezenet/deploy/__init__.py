@@ -1,6 +1,8 @@
-"""Fast CPU inference: export to ONNX and OpenVINO IR, int8 quantization, and runtime backends.
+"""Fast CPU inference and on-device files: exports, int8 quantization, and runtime backends.
 
-- ``export``: writing .onnx and .xml files (float32 or int8), each checked against PyTorch;
+- ``export``: writing .onnx, .xml and (through ``executorch``, ``litert``, ``ncnn``) .pte, .tflite and ncnn
+  files, float32 or int8, each run in its runtime and checked against PyTorch; ``graph``: the network as a
+  device runs it (batch norm folded, explicit pool padding) and the JSON file beside a device file;
 - ``backends``: the ``Classifier`` protocol that predict and evaluate take, and the runtimes
   (PyTorch, ONNX Runtime, OpenVINO, torchvision's class) as ``Backend`` objects that satisfy it;
 - ``inference``: a weights file or an exported graph on a named backend (``--backend``).
@@ -24,6 +26,7 @@ from .backends import (
     torchvision_backend,
 )
 from .export import (
+    DEVICE_FORMATS,
     FORMATS,
     ONNX_OPSET,
     Int8Check,
@@ -33,6 +36,7 @@ from .export import (
     check_outputs,
     example_batch,
     export,
+    export_device,
     export_onnx,
     export_openvino,
     preprocessed,
@@ -45,6 +49,7 @@ from .inference import BACKEND_CHOICES, inference_model, make_backend, open_expo
 __all__ = [
     "BACKENDS",
     "BACKEND_CHOICES",
+    "DEVICE_FORMATS",
     "FORMATS",
     "ONNX_OPSET",
     "OPENVINO_F32",
@@ -59,6 +64,7 @@ __all__ = [
     "check_outputs",
     "example_batch",
     "export",
+    "export_device",
     "export_onnx",
     "export_openvino",
     "fastest_backend",

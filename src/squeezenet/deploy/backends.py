@@ -16,7 +16,9 @@ from __future__ import annotations
 import contextlib
 import copy
 import importlib.util
-from collections.abc import Callable, Sequence
+import io
+import json
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, overload, runtime_checkable
@@ -33,6 +35,7 @@ from ..spec import PRESETS, Spec
 
 META_PREPROCESS = "squeezenet.preprocess"  # ONNX metadata_props keys (JSON values)
 META_SPEC = "squeezenet.spec"
+META_CLASSES = "squeezenet.class_names"  # a JSON list, one name per output
 OPENVINO_SECTION = "squeezenet"  # OpenVINO rt_info section holding the same two keys
 DEFAULT_INPUT_SIZE = 224
 OPENVINO_F32 = {"INFERENCE_PRECISION_HINT": "f32"}  # else OpenVINO runs bf16 on CPUs with AMX or AVX512-BF16
@@ -58,6 +61,24 @@ def first_line(error: BaseException) -> str:
     """The first line of a runtime's error (the rest is advice), without colour codes, at most 300 characters."""
     lines = str(error).strip().splitlines()
     return one_line(RuntimeError(lines[0]) if lines else error, 300)
+
+
+@contextlib.contextmanager
+def quiet_native_output() -> Iterator[None]:
+    """Silence what a runtime's C++ code prints straight to the process's stderr (file descriptor 2) while it
+    loads a model: CPU probing notes that a CLI user cannot act on. Python's own errors still reach the caller."""
+    import os
+    import sys
+
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as sink, contextlib.redirect_stderr(io.StringIO()):  # some print through Python
+            os.dup2(sink.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def input_size_of(model: nn.Module, input_size: int | None) -> int:
@@ -168,7 +189,7 @@ def _onnx_metadata(proto: Any) -> dict[str, str]:
 
 def _openvino_metadata(ov_model: Any) -> dict[str, str]:
     return {key: ov_model.get_rt_info([OPENVINO_SECTION, key]).astype(str)
-            for key in (META_SPEC, META_PREPROCESS) if ov_model.has_rt_info([OPENVINO_SECTION, key])}
+            for key in (META_SPEC, META_PREPROCESS, META_CLASSES) if ov_model.has_rt_info([OPENVINO_SECTION, key])}
 
 
 def _parse_metadata(text: dict[str, str], where: object) -> tuple[Spec | None, Preprocessing | None]:
@@ -181,9 +202,15 @@ def _parse_metadata(text: dict[str, str], where: object) -> tuple[Spec | None, P
 
 
 def _meta_from(text: dict[str, str], where: object) -> ModelMeta | None:
-    """The ModelMeta an exported graph carries (no class names are stored), or None without a spec."""
+    """The ModelMeta an exported graph carries, or None without a spec."""
     spec, preprocess = _parse_metadata(text, where)
-    return ModelMeta(spec, preprocess) if spec is not None else None
+    if spec is None:
+        return None
+    try:
+        names = json.loads(text[META_CLASSES]) if META_CLASSES in text else None
+        return ModelMeta(spec, preprocess, tuple(names) if names is not None else None)
+    except (ValueError, TypeError) as error:
+        raise WeightsError(f"{where}: bad squeezenet class names ({one_line(error)})") from None
 
 
 def read_metadata(path: str | Path) -> tuple[Spec | None, Preprocessing | None]:

@@ -1,4 +1,4 @@
-"""Export to ONNX and OpenVINO IR, int8 quantization, and the checks every exported file passes.
+"""Export to ONNX, OpenVINO IR and the on-device formats, int8 quantization, and the checks every file passes.
 
 Every exported file is checked against PyTorch when it is written (a wrong
 export is worse than none): float32 exports must match within 1e-4, int8 ones
@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import json
 import os
 import tempfile
 import warnings
@@ -30,9 +31,11 @@ from ..cache import cache_dir
 from ..errors import DataError, ExportError, SqueezeNetError
 from ..extras import require
 from ..images import list_images
+from ..model import ModelMeta
 from ..preprocess import Preprocessing
 from ..spec import Spec
 from .backends import (
+    META_CLASSES,
     META_PREPROCESS,
     META_SPEC,
     OPENVINO_F32,
@@ -50,7 +53,13 @@ OUTPUT_NAME = "logits"
 EXPORT_ATOL = 1e-4
 INT8_MAX_RELATIVE_ERROR = 0.3  # int8 logits vs PyTorch's, relative to the logits' own spread
 INT8_CHECK_IMAGES = 16
-FORMATS = ("onnx", "openvino")
+FORMATS = ("onnx", "openvino", "executorch", "tflite", "ncnn")
+# The on-device formats: (file suffix, files written beside it, module in squeezenet.deploy, exporter, backend).
+DEVICE_FORMATS = {
+    "executorch": (".pte", (".json",), "executorch", "export_executorch", "executorch_backend"),
+    "tflite": (".tflite", (".json",), "litert", "export_tflite", "litert_backend"),
+    "ncnn": (".param", (".bin", ".json"), "ncnn", "export_ncnn", "ncnn_backend"),
+}
 
 
 def _root_cause(error: BaseException) -> BaseException:
@@ -77,7 +86,8 @@ def example_batch(model: nn.Module, batch: int, size: int, seed: int = 0) -> np.
         return generator.standard_normal((batch, in_channels_of(model), size, size), dtype=np.float32)
     recipe = preprocess.replace(resize=size, resize_mode="squash", crop=None)
     pixels = generator.integers(0, 256, (batch, size, size, 3), dtype=np.uint8)
-    return np.stack([recipe(Image.fromarray(image)).numpy() for image in pixels])
+    # Contiguous: a strided example makes torch.export trace an as_strided (Range/Gather nodes in ONNX) for flatten.
+    return np.ascontiguousarray(np.stack([recipe(Image.fromarray(image)).numpy() for image in pixels]))
 
 
 @contextlib.contextmanager
@@ -218,6 +228,9 @@ def _metadata(model: nn.Module, size: int) -> dict[str, str]:
     spec = getattr(model, "spec", None)
     if isinstance(spec, Spec):
         metadata[META_SPEC] = spec.to_json()
+    meta = getattr(model, "meta", None)
+    if isinstance(meta, ModelMeta) and meta.class_names is not None:
+        metadata[META_CLASSES] = json.dumps(list(meta.class_names))
     return metadata
 
 
@@ -245,9 +258,57 @@ def _onnx_proto(model: nn.Module, size: int, opset: int, where: str) -> Any:
     except Exception as error:
         cause = _root_cause(error)
         raise ExportError(f"{where}: ONNX export failed: {type(cause).__name__}: {first_line(cause)}") from None
+    _tidy_graph(proto)
     _set_onnx_metadata(proto, _metadata(model, size))
     proto.producer_name = "squeezenet"
     return proto
+
+
+def _tidy_graph(proto: Any) -> None:
+    """Rewrite the exporter's graph into the one a reader (and every consumer) expects, computing the same:
+
+    - a padded 1x1 convolution (Deep Compression's v1.0 conv10 has pad 1) becomes an explicit Pad and an unpadded
+      Conv: OpenCV's DNN module mis-computes the padded 1x1 form (logits up to 5 apart from ONNX Runtime's);
+    - the global pool and flatten, exported as ReduceMean over the last two axes and a Reshape to (-1, classes),
+      become GlobalAveragePool and Flatten, the classifier tail of every CNN's ONNX file.
+    """
+    from onnx import helper, numpy_helper
+
+    graph = proto.graph
+    constants = {tensor.name: tensor for tensor in graph.initializer}
+
+    def value(name: str) -> np.ndarray | None:
+        return numpy_helper.to_array(constants[name]) if name in constants else None
+
+    nodes = []
+    for node in graph.node:
+        attributes = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        weight = value(node.input[1]) if node.op_type == "Conv" else None
+        if weight is not None and weight.shape[2:] == (1, 1) and any(attributes.get("pads", ())):
+            top, left, bottom, right = attributes["pads"]
+            pads = numpy_helper.from_array(np.array([0, 0, top, left, 0, 0, bottom, right], dtype=np.int64),
+                                           f"{node.name or node.output[0]}_pads")
+            graph.initializer.append(pads)
+            padded = f"{node.input[0]}_padded"
+            nodes.append(helper.make_node("Pad", [node.input[0], pads.name], [padded], mode="constant"))
+            node.input[0] = padded
+            for attribute in node.attribute:
+                if attribute.name == "pads":
+                    attribute.ints[:] = [0, 0, 0, 0]
+        elif node.op_type == "ReduceMean" and len(node.input) == 2 and attributes.get("keepdims", 1) == 1 \
+                and value(node.input[1]) is not None and sorted(value(node.input[1]).tolist()) in ([-2, -1], [2, 3]):
+            node = helper.make_node("GlobalAveragePool", [node.input[0]], list(node.output), name=node.name)
+        elif node.op_type == "Reshape" and nodes and nodes[-1].op_type == "GlobalAveragePool" \
+                and node.input[0] == nodes[-1].output[0] and value(node.input[1]) is not None \
+                and value(node.input[1]).tolist()[0] in (-1, 0) and len(value(node.input[1])) == 2:
+            node = helper.make_node("Flatten", [node.input[0]], list(node.output), name=node.name, axis=1)
+        nodes.append(node)
+    del graph.node[:]
+    graph.node.extend(nodes)
+    used = {name for node in graph.node for name in node.input}
+    kept = [tensor for tensor in graph.initializer if tensor.name in used]
+    del graph.initializer[:]
+    graph.initializer.extend(kept)
 
 
 def _set_onnx_metadata(proto: Any, metadata: dict[str, str]) -> None:
@@ -416,11 +477,47 @@ def export_openvino(model: nn.Module, path: str | Path, *, input_size: int | Non
     return path
 
 
-def export(model: nn.Module, path: str | Path, file_format: str = "onnx", *,
+def export_device(model: nn.Module, path: str | Path, file_format: str, *, input_size: int | None = None,
+                  calibration: Sequence[np.ndarray] | None = None, check: bool = True,
+                  atol: float = EXPORT_ATOL) -> Path:
+    """Write ``model`` for an on-device runtime ("executorch" .pte, "tflite", "ncnn" .param + .bin) with a JSON
+    file beside it (graph.sidecar: spec, preprocessing, class names, input layout), then run the file in that
+    runtime here and check it against PyTorch: float32 within ``atol`` times the logits' scale, int8 as
+    ``check_int8``. A failed export or check leaves whatever was at ``path`` untouched."""
+    import importlib
+
+    from .graph import write_sidecar
+
+    suffix, siblings, module_name, exporter_name, backend_name = DEVICE_FORMATS[file_format]
+    path = Path(path)
+    if path.suffix.lower() != suffix:
+        raise ExportError(f"{path}: a {file_format} file is written as NAME{suffix}")
+    module = importlib.import_module(f"{__package__}.{module_name}")
+    size = input_size_of(model, input_size)
+    with _atomic_output(path, siblings=siblings) as temporary:
+        try:
+            _, content = getattr(module, exporter_name)(model, temporary, size, calibration)
+        except ExportError as error:  # named after the file asked for, not its temporary twin
+            raise ExportError(str(error).replace(str(temporary), str(path))) from None
+        write_sidecar(temporary, content)
+        if check:
+            runner = getattr(module, backend_name)(temporary)
+            what = f"{path} ({runner.name}{' int8' if calibration is not None else ''})"
+            if calibration is None:
+                scale = float(np.abs(torch_logits(model, example_batch(model, 1, size))).max())
+                check_outputs(runner, model, size, what, atol * max(scale, 1.0))
+            else:
+                check_int8(runner, model, calibration, what)
+    return path
+
+
+def export(model: nn.Module, path: str | Path, format: str = "onnx", *,
            calibration: Sequence[np.ndarray] | None = None, input_size: int | None = None) -> Path:
-    """``export_onnx`` or ``export_openvino`` by name ("onnx" or "openvino"): the CLI's entry point."""
-    if file_format == "onnx":
+    """Any of FORMATS by name, float32 or (with ``calibration``) int8: the CLI's and ``sq.export``'s entry point."""
+    if format == "onnx":
         return export_onnx(model, path, input_size=input_size, calibration=calibration)
-    if file_format == "openvino":
+    if format == "openvino":
         return export_openvino(model, path, input_size=input_size, calibration=calibration)
-    raise ExportError(f"unknown export format {file_format!r}; known: {', '.join(FORMATS)}")
+    if format in DEVICE_FORMATS:
+        return export_device(model, path, format, input_size=input_size, calibration=calibration)
+    raise ExportError(f"unknown export format {format!r}; known: {', '.join(FORMATS)}")

@@ -31,11 +31,20 @@ from .backends import (
 )
 from .export import cached_onnx
 
-BACKEND_CHOICES = ("pytorch", "onnxruntime", "openvino", "auto")  # what --backend takes; auto: the fastest installed
+BACKEND_CHOICES = ("pytorch", "onnxruntime", "openvino", "auto", "executorch", "litert", "ncnn")  # --backend;
+# auto: the fastest installed. The last three run only their own files, which also choose them by themselves.
+DEVICE_RUNTIMES = {".pte": ("executorch", "executorch_backend"), ".tflite": ("litert", "litert_backend"),
+                   ".param": ("ncnn", "ncnn_backend")}  # file suffix -> (module in squeezenet.deploy, backend)
+EXPORTED = (".onnx", ".xml", *DEVICE_RUNTIMES)
 
 
 def _known(name: str) -> str:
     name = fastest_backend() if name == "auto" else name
+    device = {runtime: suffix for suffix, (runtime, _) in DEVICE_RUNTIMES.items()}
+    if name in device:
+        file_format = "tflite" if name == "litert" else name
+        raise SqueezeNetError(f"backend {name!r} runs {device[name]} files: write one with `squeezenet export "
+                              f"--format {file_format}` and pass it as --weights")
     if name not in BACKENDS:
         raise SqueezeNetError(f"unknown backend {name!r}; known: {', '.join(BACKEND_CHOICES)}")
     return name
@@ -62,14 +71,22 @@ def make_backend(name: str, model: nn.Module, *, input_size: int | None = None) 
 
 
 def open_exported(path: str | Path, backend: str = "auto") -> Backend:
-    """A backend running an exported .onnx or .xml file ("auto": OpenVINO for .xml, else the fastest installed).
-
-    OpenVINO runs it with f32 forced (an int8 file keeps its int8 layers).
+    """A backend running an exported file: .onnx or .xml ("auto": OpenVINO for .xml, else the fastest
+    installed; OpenVINO runs with f32 forced, an int8 file keeping its int8 layers), or an on-device file in its
+    own runtime (.pte: ExecuTorch, .tflite: LiteRT, .param: ncnn), its facts read from the JSON beside it.
     """
     path = Path(path)
     suffix = path.suffix.lower()
+    if suffix in DEVICE_RUNTIMES:
+        import importlib
+
+        runtime, function = DEVICE_RUNTIMES[suffix]
+        if backend not in ("auto", "pytorch", runtime):
+            raise SqueezeNetError(f"{path}: a {suffix} file runs on its own runtime ({runtime}), not {backend!r}")
+        return getattr(importlib.import_module(f"{__package__}.{runtime}"), function)(path)
     if suffix not in (".onnx", ".xml"):
-        raise WeightsError(f"{path}: not an exported model (expected .onnx or OpenVINO .xml)")
+        raise WeightsError(f"{path}: not an exported model (expected .onnx, OpenVINO .xml, .pte, .tflite or "
+                           "ncnn .param)")
     if backend == "auto":
         backend = "openvino" if suffix == ".xml" or available("openvino") else "onnxruntime"
     if backend == "onnxruntime" and suffix == ".onnx":
@@ -92,11 +109,11 @@ def inference_model(weights: str | Path, backend: str = "pytorch", *, arch: str 
     from ..weights.registry import resolve
 
     path = resolve(weights)
-    if path.suffix.lower() not in (".onnx", ".xml"):
+    if path.suffix.lower() not in EXPORTED:
         model = load(path, arch=arch, preprocess=preprocess)
         chosen = _known(backend)
         return model if chosen == "pytorch" else make_backend(chosen, model)
-    if backend == "pytorch":
+    if backend == "pytorch" and path.suffix.lower() in (".onnx", ".xml"):
         raise SqueezeNetError(f"{path}: an exported model cannot run on backend 'pytorch'; "
                               "pass the weights file, or --backend onnxruntime/openvino")
     runner = open_exported(path, backend)
