@@ -177,7 +177,7 @@ _LOAD_AND_RUN = {
             "Runtime.get().load_program(P).load_method('forward').execute([torch.zeros(S)])",
     ".tflite": "import numpy as np\nfrom ai_edge_litert.interpreter import Interpreter\n"
                "i = Interpreter(model_path=P)\ni.allocate_tensors()\nd = i.get_input_details()[0]\n"
-               "i.set_tensor(d['index'], np.zeros(d['shape'], np.float32))\ni.invoke()",
+               "i.set_tensor(d['index'], np.zeros(d['shape'], d['dtype']))\ni.invoke()",
     ".param": "import ncnn, numpy as np\nn = ncnn.Net()\nn.load_param(P)\nn.load_model(P[:-6] + '.bin')\n"
               "e = n.create_extractor()\ne.input('in0', ncnn.Mat(np.zeros(S[1:], np.float32)).clone())\n"
               "e.extract('out0')",
@@ -202,12 +202,14 @@ def peak_memory_mb(path: Path) -> float | None:
 
         dims = onnx.load(str(path)).graph.input[0].type.tensor_type.shape.dim
         shape = [1, *(d.dim_value for d in dims[1:])]
-    program = f"P = {str(path)!r}\nS = {shape!r}\n{code}\nimport resource\n" \
-              "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
+    # VmHWM, the peak of this process's own memory since its exec: getrusage's ru_maxrss would also count the
+    # benchmark process it was forked from.
+    program = f"P = {str(path)!r}\nS = {shape!r}\n{code}\n" \
+              "print(next(l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM:')))"
     done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=300)
     if done.returncode != 0 or not done.stdout.strip():
         return None
-    return round(int(done.stdout.split()[-1]) / 1024, 1)  # Linux reports kilobytes
+    return round(int(done.stdout.split()[-1]) / 1024, 1)  # kilobytes
 
 
 VARIANTS: tuple[Variant, ...] = (

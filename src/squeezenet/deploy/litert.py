@@ -56,7 +56,7 @@ def _quantized(litert_torch, runner: nn.Module, example: tuple[torch.Tensor], ca
     from litert_torch.quantize import pt2e_quantizer, quant_config
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
-    # 8-bit weights: unlike ExecuTorch's, 7-bit ones measured no better here (v1.1 -1.50 points against -1.75,
+    # 8-bit weights: unlike ExecuTorch's, 7-bit ones measured no better (v1.1 -1.50 points against -1.75,
     # Deep Compression v1.0 -3.50 against -2.00 on the held-out sample images).
     quantizer = pt2e_quantizer.PT2EQuantizer().set_global(
         pt2e_quantizer.get_symmetric_quantization_config(is_per_channel=True))
