@@ -80,7 +80,9 @@ def train(data: Path, out: Path, *flags: str, processes: int = 1) -> dict[str, o
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if line.strip()] \
         if (out / "metrics.jsonl").is_file() else []
     if result.returncode != 0 or not records:  # e.g. the stall at ln(classes): a result of its own, reported
-        reason = result.stderr.strip().splitlines()[-1][:300] if result.returncode else "no epoch finished in time"
+        said = [line for line in result.stderr.splitlines() if "error" in line.lower()] or \
+            result.stderr.strip().splitlines() or ["(nothing on stderr)"]  # torchrun ends in a banner: find the error
+        reason = said[-1][:300] if result.returncode else "no epoch finished in time"
         row = {"run": str(out), "wall_seconds": round(wall, 1), "epochs": len(records), "failed": reason}
         print(json.dumps(row), flush=True)
         return row
