@@ -22,7 +22,7 @@ from torch import nn
 from ..errors import ExportError, WeightsError
 from ..extras import require
 from .backends import Backend, first_line, quiet_native_output
-from .graph import deployable, read_sidecar, sidecar
+from .graph import deployable, device_file, sidecar, sidecar_input_shape
 
 
 def export_executorch(model: nn.Module, path: Path, size: int,
@@ -72,10 +72,7 @@ def executorch_backend(path: str | Path, name: str = "executorch") -> Backend:
     require("executorch", "the executorch backend")
     from executorch.runtime import Runtime
 
-    path = Path(path)
-    if not path.is_file():
-        raise WeightsError(f"{path}: no such model file")
-    meta, content = read_sidecar(path)
+    path, meta, content = device_file(path)
     try:
         with quiet_native_output():
             program = Runtime.get().load_program(str(path))
@@ -89,7 +86,5 @@ def executorch_backend(path: str | Path, name: str = "executorch") -> Backend:
         outputs = [method.execute([torch.from_numpy(image[None].copy())])[0] for image in batch]
         return torch.cat(outputs).numpy()
 
-    shape = content.get("input", {}).get("shape")
-    input_shape = tuple(shape[1:]) if isinstance(shape, list) and len(shape) == 4 else None
-    return Backend(name, run, input_shape, {"runtime": "executorch", "delegate": "xnnpack",
+    return Backend(name, run, sidecar_input_shape(content), {"runtime": "executorch", "delegate": "xnnpack",
                                             "precision": content.get("precision")}, meta)

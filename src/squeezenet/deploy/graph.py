@@ -136,3 +136,20 @@ def read_sidecar(path: str | Path) -> tuple[ModelMeta | None, dict[str, Any]]:
     except (ValueError, KeyError, TypeError, SqueezeNetError) as error:
         raise WeightsError(f"{target}: bad squeezenet sidecar ({error})") from None
     return meta, content
+
+
+def device_file(path: str | Path) -> tuple[Path, ModelMeta | None, dict[str, Any]]:
+    """An on-device model file that must exist, with the facts of the JSON beside it (read_sidecar)."""
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"{path}: no such model file")
+    meta, content = read_sidecar(path)
+    return path, meta, content
+
+
+def sidecar_input_shape(content: dict[str, Any]) -> tuple[int, int, int] | None:
+    """(C, H, W) of an NCHW input as the sidecar states it, for the backend's shape check."""
+    shape = content.get("input", {}).get("shape")
+    if not isinstance(shape, list) or len(shape) != 4 or content["input"].get("layout") != "NCHW":
+        return None
+    return (int(shape[1]), int(shape[2]), int(shape[3]))

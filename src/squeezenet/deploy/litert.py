@@ -24,7 +24,7 @@ from torch import nn
 from ..errors import ExportError, WeightsError
 from ..extras import require
 from .backends import Backend, first_line, quiet_native_output
-from .graph import deployable, read_sidecar, sidecar
+from .graph import deployable, device_file, sidecar
 
 
 def export_tflite(model: nn.Module, path: Path, size: int,
@@ -117,10 +117,7 @@ def litert_backend(path: str | Path, name: str = "litert", threads: int | None =
     """A .tflite file run by the LiteRT interpreter on this CPU, one image at a time; takes NCHW batches like
     every backend and hands the file the NHWC images it expects."""
     interpreter_module = require("ai_edge_litert.interpreter", "the litert backend")
-    path = Path(path)
-    if not path.is_file():
-        raise WeightsError(f"{path}: no such model file")
-    meta, content = read_sidecar(path)
+    path, meta, content = device_file(path)
     try:
         with quiet_native_output():
             interpreter = interpreter_module.Interpreter(model_path=str(path), num_threads=threads)

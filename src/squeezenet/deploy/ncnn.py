@@ -21,7 +21,7 @@ from torch import nn
 from ..errors import ExportError, WeightsError
 from ..extras import require
 from .backends import Backend, first_line
-from .graph import read_sidecar, sidecar
+from .graph import read_sidecar, sidecar, sidecar_input_shape
 
 NO_INT8 = ("ncnn int8 needs ncnn's C++ tools ncnn2table and ncnn2int8, which the ncnn and pnnx Python packages do "
            "not ship; export float32 here and quantize with those tools (see docs/deployment.md)")
@@ -81,7 +81,5 @@ def ncnn_backend(path: str | Path, name: str = "ncnn", threads: int | None = Non
                 outputs.append(np.array(result).reshape(1, -1))
         return np.concatenate(outputs)
 
-    shape = content.get("input", {}).get("shape")
-    input_shape = tuple(shape[1:]) if isinstance(shape, list) and len(shape) == 4 else None
-    return Backend(name, run, input_shape, {"runtime": "ncnn", "threads": threads or "default",
+    return Backend(name, run, sidecar_input_shape(content), {"runtime": "ncnn", "threads": threads or "default",
                                             "precision": "float32"}, meta)
