@@ -149,7 +149,8 @@ def cache_features(setup: Setup) -> Setup:
     if data.test is not None and not config.test_flip and not config.test_shift:
         splits["test"] = data.test
     with torch.inference_mode():
-        shape = model.forward_features(torch.zeros(1, 3, data.image_size, data.image_size, device=device)).shape
+        probe = torch.zeros(1, model.spec.in_channels, data.image_size, data.image_size, device=device)
+        shape = model.forward_features(probe).shape
     per_image = math.prod(shape) * 4  # float32
     if per_image * len(data.train) > FEATURE_CACHE_BYTES:
         if setup.processes.main:
@@ -170,7 +171,9 @@ def cache_features(setup: Setup) -> Setup:
               f"once, {size / 2**20:,.0f} MiB; each epoch trains conv10 on them", flush=True)
     head = Head(model)
     features = dataclasses.replace(data, train=cached["train"], test=cached.get("test", data.test))
-    return dataclasses.replace(setup, data=features, trained=head, scorer=head if "test" in cached else model)
+    steps = max(1, len(features.train) // config.batch_size)  # a file that failed to decode is left out
+    return dataclasses.replace(setup, data=features, trained=head, scorer=head if "test" in cached else model,
+                               steps_per_epoch=min(steps, setup.steps_per_epoch))
 
 
 def _features(model: SqueezeNet, data: Datasets, split: CachedImages | ImageFiles, keys: list[list[Key]],
