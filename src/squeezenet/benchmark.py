@@ -47,6 +47,7 @@ from .deploy import (
     torchvision_backend,
 )
 from .errors import DataError, SqueezeNetError
+from .extras import EXTRA_OF
 from .model import SqueezeNet
 from .preprocess import Preprocessing
 from .text import text_table
@@ -93,7 +94,7 @@ class Setup:
 
     def device_file(self, file_format: str, int8: bool) -> Path:
         precision = "int8" if int8 else "fp32"
-        target = self.scratch / f"{file_format}-{precision}{DEVICE_FORMATS[file_format][0]}"
+        target = self.scratch / f"{file_format}-{precision}{DEVICE_FORMATS[file_format].suffix}"
         return self.once(target.name, lambda: export_device(
             self.model, target, file_format, input_size=self.input_size,
             calibration=self.int8_calibration() if int8 else None))
@@ -103,9 +104,9 @@ class _Skip(Exception):
     """A variant that cannot run on this machine or with these arguments; the message says why."""
 
 
-def _needs(runtime: str, extra: str | None = None) -> None:
+def _needs(runtime: str) -> None:
     if not available(runtime):
-        extra = extra or ("openvino" if runtime == "openvino" else None)
+        extra = EXTRA_OF.get(runtime)
         raise _Skip(f"{runtime} is not installed" + (f" (pip install 'squeezenet[{extra}]')" if extra else ""))
 
 
@@ -142,32 +143,20 @@ def _openvino(name: str, config: dict[str, Any], int8: bool = False) -> Callable
     return build
 
 
-# The on-device toolkits: (runtime module, exporter module, extra) per export format.
-DEVICE_TOOLKITS = {"executorch": ("executorch", "executorch", "executorch"),
-                   "tflite": ("ai_edge_litert", "litert_torch", "litert"), "ncnn": ("ncnn", "pnnx", "ncnn")}
-
-
 def _device(file_format: str, int8: bool) -> Callable[[Setup], Backend]:
     def build(setup: Setup) -> Backend:
-        runtime, exporter, extra = DEVICE_TOOLKITS[file_format]
-        _needs(runtime, extra)
-        _needs(exporter, extra)
-        if int8 and file_format == "ncnn":
-            from .deploy.ncnn import NO_INT8
-
-            raise _Skip(NO_INT8.split(";")[0])
+        device = DEVICE_FORMATS[file_format]
+        for module in device.toolkit:
+            _needs(module)
+        if int8 and device.no_int8:
+            raise _Skip(device.no_int8.split(";")[0])
         path = setup.device_file(file_format, int8)
         runner = open_exported(path)
-        runner.name = f"{'litert' if file_format == 'tflite' else file_format}-{'int8' if int8 else 'fp32'}"
-        runner.details.update(file_bytes=path.stat().st_size + _beside(path), peak_rss_mb=peak_memory_mb(path))
+        runner.name = f"{device.runtime}-{'int8' if int8 else 'fp32'}"
+        files = [path, *(path.with_suffix(s) for s in device.siblings if s != ".json")]  # the sidecar not counted
+        runner.details.update(file_bytes=sum(f.stat().st_size for f in files), peak_rss_mb=peak_memory_mb(path))
         return runner
     return build
-
-
-def _beside(path: Path) -> int:
-    """Bytes of the files a model needs beside its own (ncnn's .bin); the JSON sidecar is not counted."""
-    weights = path.with_suffix(".bin")
-    return weights.stat().st_size if path.suffix == ".param" and weights.is_file() else 0
 
 
 # A fresh process that imports only the runtime, loads the file and runs one image: its peak resident memory is
@@ -234,7 +223,6 @@ VARIANTS: tuple[Variant, ...] = (
     Variant("ncnn-fp32", "ncnn .param/.bin (pnnx), fp32 storage and arithmetic", _device("ncnn", False)),
     Variant("ncnn-int8", "ncnn int8", _device("ncnn", True)),
 )
-DEVICE_VARIANTS = tuple(v.name for v in VARIANTS if v.name.split("-")[0] in ("executorch", "litert", "ncnn"))
 
 
 @dataclass

@@ -14,6 +14,7 @@ import io
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -26,9 +27,9 @@ from .graph import deployable, device_file, sidecar, sidecar_input_shape
 
 
 def export_executorch(model: nn.Module, path: Path, size: int,
-                      calibration: Sequence[np.ndarray] | None = None) -> tuple[Path, dict]:
-    """Write ``model`` as an XNNPACK-delegated .pte at ``path`` (unchecked; export.export checks it). Returns the
-    path and the sidecar content to write beside it."""
+                      calibration: Sequence[np.ndarray] | None = None) -> dict[str, Any]:
+    """Write ``model`` as an XNNPACK-delegated .pte at ``path`` (unchecked; export.export_device checks it). Returns
+    the sidecar content to write beside it."""
     require("executorch", "ExecuTorch export")
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
     from executorch.exir import to_edge_transform_and_lower
@@ -44,9 +45,9 @@ def export_executorch(model: nn.Module, path: Path, size: int,
             lowered = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()]).to_executorch()
         path.write_bytes(lowered.buffer)
     except Exception as error:
-        raise ExportError(f"{path}: ExecuTorch export failed: {type(error).__name__}: {first_line(error)}") from None
+        raise ExportError(f"ExecuTorch export failed: {type(error).__name__}: {first_line(error)}") from None
     precision = "int8" if calibration is not None else "float32"
-    return path, sidecar(model, size, "executorch", precision, delegate="XnnpackBackend")
+    return sidecar(model, size, "executorch", precision, delegate="XnnpackBackend")
 
 
 def _quantized(graph: torch.fx.GraphModule, calibration: Sequence[np.ndarray]) -> torch.fx.GraphModule:

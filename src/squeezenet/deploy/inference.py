@@ -29,22 +29,20 @@ from .backends import (
     openvino_backend,
     torch_backend,
 )
-from .export import cached_onnx
+from .export import DEVICE_FORMATS, cached_onnx
 
-BACKEND_CHOICES = ("pytorch", "onnxruntime", "openvino", "auto", "executorch", "litert", "ncnn")  # --backend;
-# auto: the fastest installed. The last three run only their own files, which also choose them by themselves.
-DEVICE_RUNTIMES = {".pte": ("executorch", "executorch_backend"), ".tflite": ("litert", "litert_backend"),
-                   ".param": ("ncnn", "ncnn_backend")}  # file suffix -> (module in squeezenet.deploy, backend)
-EXPORTED = (".onnx", ".xml", *DEVICE_RUNTIMES)
+DEVICE_FILES = {device.suffix: (name, device) for name, device in DEVICE_FORMATS.items()}
+# --backend; auto: the fastest installed. The on-device runtimes run only their own files, which choose them anyway.
+BACKEND_CHOICES = ("pytorch", "onnxruntime", "openvino", "auto", *(d.runtime for d in DEVICE_FORMATS.values()))
+EXPORTED = (".onnx", ".xml", *DEVICE_FILES)
 
 
 def _known(name: str) -> str:
     name = fastest_backend() if name == "auto" else name
-    device = {runtime: suffix for suffix, (runtime, _) in DEVICE_RUNTIMES.items()}
-    if name in device:
-        file_format = "tflite" if name == "litert" else name
-        raise SqueezeNetError(f"backend {name!r} runs {device[name]} files: write one with `squeezenet export "
-                              f"--format {file_format}` and pass it as --weights")
+    for file_format, device in DEVICE_FORMATS.items():
+        if name == device.runtime:
+            raise SqueezeNetError(f"backend {name!r} runs {device.suffix} files: write one with `squeezenet export "
+                                  f"--format {file_format}` and pass it as --weights")
     if name not in BACKENDS:
         raise SqueezeNetError(f"unknown backend {name!r}; known: {', '.join(BACKEND_CHOICES)}")
     return name
@@ -77,13 +75,14 @@ def open_exported(path: str | Path, backend: str = "auto") -> Backend:
     """
     path = Path(path)
     suffix = path.suffix.lower()
-    if suffix in DEVICE_RUNTIMES:
+    if suffix in DEVICE_FILES:
         import importlib
 
-        runtime, function = DEVICE_RUNTIMES[suffix]
-        if backend not in ("auto", "pytorch", runtime):
-            raise SqueezeNetError(f"{path}: a {suffix} file runs on its own runtime ({runtime}), not {backend!r}")
-        return getattr(importlib.import_module(f"{__package__}.{runtime}"), function)(path)
+        _, device = DEVICE_FILES[suffix]
+        if backend not in ("auto", "pytorch", device.runtime):
+            raise SqueezeNetError(f"{path}: a {suffix} file runs on its own runtime ({device.runtime}), "
+                                  f"not {backend!r}")
+        return getattr(importlib.import_module(f"{__package__}.{device.runtime}"), device.backend)(path)
     if suffix not in (".onnx", ".xml"):
         raise WeightsError(f"{path}: not an exported model (expected .onnx, OpenVINO .xml, .pte, .tflite or "
                            "ncnn .param)")

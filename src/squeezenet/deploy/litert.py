@@ -16,6 +16,7 @@ import os
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -28,8 +29,9 @@ from .graph import deployable, device_file, sidecar
 
 
 def export_tflite(model: nn.Module, path: Path, size: int,
-                  calibration: Sequence[np.ndarray] | None = None) -> tuple[Path, dict]:
-    """Write ``model`` as a .tflite file with an NHWC input at ``path`` (unchecked; export.export checks it)."""
+                  calibration: Sequence[np.ndarray] | None = None) -> dict[str, Any]:
+    """Write ``model`` as a .tflite file with an NHWC input at ``path`` (unchecked: export.export_device checks
+    it); returns the sidecar content, the file's int8 scales included."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # the converter's C++ logging, before it loads
     with quiet_native_output():  # TensorFlow's and absl's start-up notes
         litert_torch = require("litert_torch", "LiteRT export")
@@ -44,12 +46,12 @@ def export_tflite(model: nn.Module, path: Path, size: int,
                 edge = _quantized(litert_torch, runner, example, calibration)
             edge.export(str(path))
     except Exception as error:
-        raise ExportError(f"{path}: LiteRT export failed: {type(error).__name__}: {first_line(error)}") from None
+        raise ExportError(f"LiteRT export failed: {type(error).__name__}: {first_line(error)}") from None
     precision = "int8" if calibration is not None else "float32"
     content = sidecar(model, size, "tflite", precision, layout="NHWC")
     for key, tensor in io_details(path).items():  # an int8 file takes and gives int8: its scales go beside it
         content[key].update(tensor)
-    return path, content
+    return content
 
 
 def _quantized(litert_torch, runner: nn.Module, example: tuple[torch.Tensor], calibration: Sequence[np.ndarray]):

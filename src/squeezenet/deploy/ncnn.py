@@ -14,6 +14,7 @@ import subprocess
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from torch import nn
@@ -23,17 +24,16 @@ from ..extras import require
 from .backends import Backend, first_line
 from .graph import read_sidecar, sidecar, sidecar_input_shape
 
-NO_INT8 = ("ncnn int8 needs ncnn's C++ tools ncnn2table and ncnn2int8, which the ncnn and pnnx Python packages do "
-           "not ship; export float32 here and quantize with those tools (see docs/deployment.md)")
-
 
 def export_ncnn(model: nn.Module, path: Path, size: int,
-                calibration: Sequence[np.ndarray] | None = None) -> tuple[Path, dict]:
-    """Write ``path`` (.param) and the .bin beside it, converted by pnnx (unchecked; export.export checks it)."""
+                calibration: Sequence[np.ndarray] | None = None) -> dict[str, Any]:
+    """Write ``path`` (.param) and the .bin beside it, converted by pnnx (unchecked: export.export_device checks
+    it); returns the sidecar content."""
+    from .export import DEVICE_FORMATS, export_onnx
+
     if calibration is not None:
-        raise ExportError(f"{path}: {NO_INT8}")
+        raise ExportError(DEVICE_FORMATS["ncnn"].no_int8)
     pnnx = require("pnnx", "ncnn export")
-    from .export import export_onnx
 
     with tempfile.TemporaryDirectory() as scratch:
         onnx_file = export_onnx(model, Path(scratch) / "model.onnx", input_size=size)
@@ -45,11 +45,11 @@ def export_ncnn(model: nn.Module, path: Path, size: int,
         try:
             done = subprocess.run(command, capture_output=True, text=True, cwd=scratch, timeout=600)
         except (OSError, subprocess.TimeoutExpired) as error:
-            raise ExportError(f"{path}: pnnx did not run ({first_line(error)})") from None
+            raise ExportError(f"pnnx did not run ({first_line(error)})") from None
     if done.returncode != 0 or not path.is_file() or not path.with_suffix(".bin").is_file():
         reason = (done.stderr or done.stdout).strip().splitlines()[-1:] or [f"exit status {done.returncode}"]
-        raise ExportError(f"{path}: pnnx could not convert the model ({reason[0][:300]})")
-    return path, sidecar(model, size, "ncnn", "float32", input_blob="in0", output_blob="out0")
+        raise ExportError(f"pnnx could not convert the model ({reason[0][:300]})")
+    return sidecar(model, size, "ncnn", "float32", input_blob="in0", output_blob="out0")
 
 
 def ncnn_backend(path: str | Path, name: str = "ncnn", threads: int | None = None) -> Backend:

@@ -92,8 +92,7 @@ def set_up(config: TrainConfig, processes: Processes, run: RunFolder, initial: S
                          augment=config.augments)
     if start is None:
         config, note = adapt_to_data(config, len(data.train), data.num_classes)
-        if (config.batch_norm, config.final_relu) != (spec.batch_norm, spec.final_relu):
-            spec = _spec_to_train(config, run, start, spec)
+        spec = _spec_to_train(config, run, start, spec)  # with the recipe's batch norm and final ReLU
         if note and processes.main:
             print(note, flush=True)
     if config.batch_size % processes.world:
