@@ -177,6 +177,39 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- serve ---------------------------------------------------------------------
+
+
+def _add_serve(parser: argparse.ArgumentParser) -> Handler:
+    add_weights_arguments(parser)
+    add_backend_argument(parser)
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine "
+                                                            "only; 0.0.0.0 for every interface)")
+    parser.add_argument("--port", type=int, default=8080, help="TCP port (default 8080)")
+    parser.add_argument("--name", default="squeezenet", help="the model's name in the URLs (default squeezenet)")
+    parser.add_argument("--max-batch", type=int, default=16,
+                        help="images of concurrent requests run in one forward pass, at most (default 16; "
+                             "1 = one at a time)")
+    parser.add_argument("--max-wait-ms", type=float, default=5.0,
+                        help="how long the first image of a batch waits for others (default 5)")
+    parser.add_argument("--workers", type=int, default=1, help="server processes, each with the model (default 1)")
+    parser.add_argument("--max-body-mb", type=float, default=20.0, help="largest request body (default 20)")
+    parser.add_argument("--no-access-log", dest="access_log", action="store_false",
+                        help="do not log every request")
+    add_image_limit_argument(parser)
+    return _serve
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from .serve import ServeOptions, serve
+
+    serve(ServeOptions(weights=args.weights, backend=args.backend, arch=args.arch, preprocess=args.preprocess,
+                       host=args.host, port=args.port, name=args.name, max_batch=args.max_batch,
+                       max_wait_ms=args.max_wait_ms, workers=args.workers, max_body_mb=args.max_body_mb,
+                       max_image_pixels=args.max_image_pixels, access_log=args.access_log))
+    return 0
+
+
 # -- train / plot --------------------------------------------------------------
 
 
@@ -433,6 +466,11 @@ COMMANDS: dict[str, Command] = {
     "plot": Command("draw a run's loss, accuracy and learning-rate curves to a PNG", _add_plot),
     "export": Command("write ONNX, OpenVINO IR, ExecuTorch, LiteRT or ncnn (optionally int8), each run in its "
                       "runtime and checked against PyTorch", _add_export),
+    "serve": Command("serve a model over HTTP: TorchServe-style predictions, KServe v2, /metrics, a page",
+                     _add_serve, "Serve --weights over HTTP with dynamic batching: POST /predictions/NAME (an "
+                     "image, or a multipart form of several), the Open Inference Protocol under /v2, Prometheus "
+                     "/metrics, and a page at / to drop images on. SIGTERM or Ctrl-C drain the requests in "
+                     "flight, then stop."),
     "benchmark": Command("CPU latency and throughput of every inference backend, one run", _add_benchmark),
     "explore": Command("design-space sweeps (Figure 3, bypass): train each point, CSV, plots", _add_explore,
                        "Train networks that differ from a base spec in one metaparameter at a time, under the same "
@@ -454,6 +492,7 @@ examples:
   squeezenet train --data digits --arch cifar --epochs 10 --out runs/digits
   squeezenet train --weights 1_1-caffe --data my_photos/ --out runs/mine
   squeezenet export --weights runs/digits/best.safetensors --out digits.onnx
+  squeezenet serve --weights 1_1-caffe --port 8080
 
 `squeezenet COMMAND --help` lists a command's options."""
 

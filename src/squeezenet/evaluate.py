@@ -72,7 +72,7 @@ def _image_batches(items: Sequence[tuple[Path, int]], recipe: Preprocessing, bat
 
 
 @contextlib.contextmanager
-def _inference(model: Classifier) -> Iterator[Callable[[torch.Tensor], torch.Tensor]]:
+def as_function(model: Classifier) -> Iterator[Callable[[torch.Tensor], torch.Tensor]]:
     """``model`` as a function from a CPU batch to CPU float logits.
 
     A backend is that already. A torch module (a SqueezeNet) runs in eval mode
@@ -98,7 +98,7 @@ def logits(model: Classifier, items: Sequence[tuple[Path, int]] | Sequence[Path]
     recipe = _resolve_preprocessing(model, preprocess)
     pairs = [item if isinstance(item, tuple) else (Path(item), -1) for item in items]
     outputs, labels = [], []
-    with _inference(model) as run, torch.inference_mode(), \
+    with as_function(model) as run, torch.inference_mode(), \
             tqdm(total=len(pairs), unit="img", disable=not progress, leave=False) as bar:
         for batch, batch_labels in _image_batches(pairs, recipe, batch_size, workers):
             outputs.append(run(batch))
@@ -176,7 +176,7 @@ def evaluate(model: Classifier, items: Sequence[tuple[Path, int]], preprocess: s
     if bad is not None:
         raise DataError(f"{bad[0]}: label {bad[1]} is outside the model's {num_classes} classes")
     batches = _image_batches(items, _resolve_preprocessing(model, preprocess), batch_size, workers)
-    with _inference(model) as run:
+    with as_function(model) as run:
         return score(run, batches, num_classes, progress=progress, total=len(items))
 
 
@@ -194,8 +194,12 @@ def predict(model: Classifier, images: Sequence[str | Path], topk: int = 5,
     if topk < 1:
         raise DataError(f"topk must be at least 1, got {topk}")
     scores, _ = logits(model, [Path(image) for image in images], preprocess)
-    probabilities = scores.softmax(dim=1)
-    names = _meta(model).labels
+    return top_classes(scores, _meta(model).labels, topk)
+
+
+def top_classes(scores: torch.Tensor, names: Sequence[str], topk: int) -> list[list[Prediction]]:
+    """Logits (N, classes) -> the ``topk`` most probable classes of each row (softmax), most probable first."""
+    probabilities = scores.float().softmax(dim=1)
     best = probabilities.topk(min(topk, probabilities.shape[1]), dim=1)
     return [[Prediction(int(i), names[int(i)], float(p)) for p, i in zip(values, indices, strict=True)]
             for values, indices in zip(best.values, best.indices, strict=True)]

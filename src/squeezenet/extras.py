@@ -4,7 +4,7 @@ A core install loads, trains and evaluates. ONNX export and ONNX Runtime
 (``squeezenet[onnx]``), OpenVINO and NNCF (``squeezenet[openvino]``),
 matplotlib (``squeezenet[plot]``), huggingface_hub (``squeezenet[hub]``,
 for ``hf-hub:`` names) and the on-device toolkits (``squeezenet[executorch]``,
-``[litert]``, ``[ncnn]``) come as extras; ``require`` turns a
+``[litert]``, ``[ncnn]``) and the HTTP server (``squeezenet[serve]``) come as extras; ``require`` turns a
 missing one into a single line that names the extra to install.
 """
 
@@ -30,6 +30,10 @@ EXTRA_OF = {  # top-level module -> the extra that installs it (pyproject.toml's
     "ai_edge_litert": "litert",
     "ncnn": "ncnn",
     "pnnx": "ncnn",
+    "starlette": "serve",
+    "uvicorn": "serve",
+    "python_multipart": "serve",
+    "prometheus_client": "serve",
 }
 
 

@@ -7,9 +7,11 @@ fails where it is opened, not in the middle of a batch.
 from __future__ import annotations
 
 import csv
+import io
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -39,29 +41,43 @@ def open_image(path: str | Path, exif_transpose: bool = True) -> Image.Image:
     """
     path = Path(path)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as opened:
-                opened.load()
-                image = ImageOps.exif_transpose(opened) if exif_transpose else opened.copy()
+        return _decode(path, str(path), exif_transpose)
     except FileNotFoundError:
         raise DataError(f"{path}: image file not found") from None
     except IsADirectoryError:
         raise DataError(f"{path}: is a folder, not an image file") from None
+
+
+def decode_image(data: bytes, name: str, exif_transpose: bool = True) -> Image.Image:
+    """``open_image`` for bytes already in memory (an upload); errors name the image as ``name``."""
+    if not data:
+        raise DataError(f"{name}: empty image")
+    return _decode(io.BytesIO(data), name, exif_transpose)
+
+
+def _decode(source: Path | BinaryIO, name: str, exif_transpose: bool) -> Image.Image:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(source) as opened:
+                opened.load()
+                image = ImageOps.exif_transpose(opened) if exif_transpose else opened.copy()
+    except (FileNotFoundError, IsADirectoryError):
+        raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         # Pillow's own limit (Image.MAX_IMAGE_PIXELS, about 89 megapixels); its warning is an error here.
         raise DataError(
-            f"{path}: image too large (over {Image.MAX_IMAGE_PIXELS or 0:,} pixels); refused as a possible "
+            f"{name}: image too large (over {Image.MAX_IMAGE_PIXELS or 0:,} pixels); refused as a possible "
             "decompression bomb (--max-image-pixels N raises the limit if you trust the file)"
         ) from None
     except UnidentifiedImageError:
-        raise DataError(f"{path}: not an image file Pillow can read") from None
+        raise DataError(f"{name}: not an image file Pillow can read") from None
     except (OSError, SyntaxError, ValueError, TypeError, EOFError) as error:
-        raise DataError(f"{path}: corrupt or unreadable image ({one_line(error)})") from None
+        raise DataError(f"{name}: corrupt or unreadable image ({one_line(error)})") from None
     try:
         return _to_rgb(image)
     except (OSError, ValueError, TypeError) as error:
-        raise DataError(f"{path}: cannot convert image mode {image.mode!r} to RGB ({one_line(error)})") from None
+        raise DataError(f"{name}: cannot convert image mode {image.mode!r} to RGB ({one_line(error)})") from None
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:
