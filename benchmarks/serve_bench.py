@@ -121,7 +121,8 @@ def load(port: int, photos: list[bytes], clients: int, total: int, seconds: floa
     after = batch_histogram(port)
     batches = after.get("count", 0) - before.get("count", 0)
     images = after.get("sum", 0) - before.get("sum", 0)
-    formed = {key.split('"')[1]: after[key] - before.get(key, 0) for key in after if key.startswith("bucket")}
+    cumulative = [(key.split('"')[1], after[key] - before.get(key, 0)) for key in after if key.startswith("bucket")]
+    formed = {bound: count - (cumulative[i - 1][1] if i else 0) for i, (bound, count) in enumerate(cumulative)}
     ordered = sorted(latencies)
     ok = len(latencies) - sum(1 for error in errors if error.startswith("HTTP"))
     return {"clients": clients, "requests": len(latencies) + sum(1 for e in errors if not e.startswith("HTTP")),
@@ -130,7 +131,7 @@ def load(port: int, photos: list[bytes], clients: int, total: int, seconds: floa
             "p50_ms": round(1000 * statistics.median(ordered), 1) if ordered else None,
             "p99_ms": round(1000 * ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))], 1) if ordered else None,
             "mean_batch": round(images / batches, 2) if batches else None,
-            "batches_up_to": {bound: count for bound, count in formed.items() if count}}
+            "batches_by_size_bucket": {bound: count for bound, count in formed.items() if count}}
 
 
 def main() -> None:

@@ -351,17 +351,24 @@ def test_a_model_failure_is_a_500_and_the_server_goes_on(tmp_path: Path) -> None
 # -- the process: SIGTERM, workers, its flags ------------------------------------------------------------------------
 
 
-def test_sigterm_drains_the_requests_in_flight(photos: list[Path], cli_top1: dict[str, str]) -> None:
-    with running_server("--max-wait-ms", "3000", "--max-batch", "64") as (port, process):
-        with ThreadPoolExecutor(1) as pool:  # the request waits 3 s for others to batch with: SIGTERM meanwhile
-            pending = pool.submit(call_json, port, "POST", "/predictions/squeezenet?topk=1", photos[0].read_bytes())
+def big_jpeg() -> bytes:
+    """A 7000x7000 photo-sized JPEG (49 megapixels, under the limit): a request that takes a while to decode."""
+    buffer = io.BytesIO()
+    Image.linear_gradient("L").resize((7000, 7000)).convert("RGB").save(buffer, format="JPEG", quality=80)
+    return buffer.getvalue()
+
+
+def test_sigterm_drains_the_requests_in_flight() -> None:
+    with running_server() as (port, process):
+        with ThreadPoolExecutor(1) as pool:
+            pending = pool.submit(call_json, port, "POST", "/predictions/squeezenet?topk=1", big_jpeg())
             deadline = time.monotonic() + 20
-            while "squeezenet_queue_depth 1.0" not in call(port, "GET", "/metrics")[2].decode():
-                assert time.monotonic() < deadline, "the request never reached the queue"
-                time.sleep(0.05)
+            while "squeezenet_requests_in_progress 2.0" not in call(port, "GET", "/metrics")[2].decode():
+                assert time.monotonic() < deadline, "the request was never in flight"  # (the scrape is the other)
+                time.sleep(0.01)
             process.send_signal(signal.SIGTERM)
             status, answer = pending.result(timeout=30)
-        assert status == 200 and next(iter(answer)) == cli_top1[photos[0].name]
+        assert status == 200 and len(answer) == 1
         assert process.wait(timeout=30) == -signal.SIGTERM  # uvicorn re-raises the signal once it has drained
         assert "Application shutdown complete" in process.stderr.read()
 
@@ -420,24 +427,26 @@ def test_parse_infer_accepts_nested_data_and_refuses_a_bool_shape() -> None:
 
 def test_the_batcher_answers_each_request_and_drains_on_stop() -> None:
     import asyncio
+    from concurrent.futures import ThreadPoolExecutor
 
     seen: list[int] = []
 
-    def run(batch: torch.Tensor) -> torch.Tensor:
-        seen.append(len(batch))
-        return batch.flatten(1).sum(dim=1, keepdim=True)
+    def run(images: list[torch.Tensor]) -> np.ndarray:
+        seen.append(len(images))
+        return torch.stack(images).flatten(1).sum(dim=1, keepdim=True).numpy()
 
-    async def scenario() -> list[torch.Tensor]:
-        batcher = Batcher(run, max_batch=4, max_wait_ms=50)
-        batcher.start()
-        answers = await asyncio.gather(*(batcher.submit(torch.full((1, 2), float(i))) for i in range(6)))
-        await batcher.stop()
-        with pytest.raises(ModelFailure, match="shutting down"):
-            await batcher.submit(torch.zeros(1, 2))
-        return answers
+    async def scenario() -> list[np.ndarray]:
+        with ThreadPoolExecutor(1) as thread:
+            batcher = Batcher(run, thread, max_batch=4, max_wait_ms=50)
+            batcher.start()
+            answers = await asyncio.gather(*(batcher.submit(torch.full((1, 2), float(i))) for i in range(6)))
+            await batcher.stop()
+            with pytest.raises(ModelFailure, match="shutting down"):
+                await batcher.submit(torch.zeros(1, 2))
+            return answers
 
     answers = asyncio.run(scenario())
-    assert [float(answer) for answer in answers] == [2.0 * i for i in range(6)]
+    assert [float(answer[0, 0]) for answer in answers] == [2.0 * i for i in range(6)]
     assert seen == [4, 2]
 
 

@@ -103,6 +103,12 @@ class Preprocessing:
         return dataclasses.replace(self, **changes)
 
     def __call__(self, image: Image.Image) -> torch.Tensor:
+        return self.normalize(self.pixels(image))
+
+    def pixels(self, image: Image.Image) -> torch.Tensor:
+        """Steps 1-3: the resized and cropped image as uint8 (C, H, W), computed by Pillow alone. A server
+        decodes in many threads and normalises batches in one: torch's parallel kernels run in a single
+        thread then, which keeps OpenMP from oversubscribing the cores."""
         from torchvision.transforms import InterpolationMode  # torchvision takes seconds to import: when used
         from torchvision.transforms.v2 import functional as F
 
@@ -116,7 +122,7 @@ class Preprocessing:
                                  max_size=max(self.resize + 1, MAX_PIXELS // self.resize))
         if self.crop is not None:
             image = F.center_crop(image, [self.crop, self.crop])
-        return self.normalize(F.pil_to_tensor(image))
+        return F.pil_to_tensor(image)
 
     def normalize(self, pixels: torch.Tensor) -> torch.Tensor:
         """Steps 4-6 on uint8 pixels, one image (C, H, W) or a batch (N, C, H, W): the one normalisation that

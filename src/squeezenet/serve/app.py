@@ -16,6 +16,8 @@ logged; neither stops the server.
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import contextlib
 import json
 import logging
@@ -27,6 +29,7 @@ from importlib import resources
 from typing import Any
 
 import anyio
+import numpy as np
 import torch
 from starlette.applications import Starlette
 from starlette.datastructures import UploadFile
@@ -43,11 +46,11 @@ from .batching import Batcher, ModelFailure
 from .metrics import Metrics
 from .protocol import (
     ClientError,
+    decode_pixels,
     infer_answer,
     input_shape,
     model_metadata,
     parse_infer,
-    preprocess_images,
     topk_answers,
     topk_query,
 )
@@ -76,16 +79,20 @@ def _error(status: int, message: str) -> JSONResponse:
 
 
 class Server:
-    """One served model: its batcher, metrics and the route handlers."""
+    """One served model: its batcher, metrics and the route handlers. ``thread`` is the one thread that runs
+    torch (see batching); a model loaded in it, as ``build_app`` does, keeps every parallel kernel there."""
 
-    def __init__(self, model: Classifier, settings: ServeSettings) -> None:
+    def __init__(self, model: Classifier, settings: ServeSettings,
+                 thread: concurrent.futures.ThreadPoolExecutor | None = None) -> None:
         meta = model.meta
         if meta is None:
             raise SqueezeNetError("the model carries no metadata (spec, preprocessing); serve needs a SqueezeNet "
                                   "or a file exported by `squeezenet export`")
         self.model, self.meta, self.settings = model, meta, settings
+        self.recipe = meta.preprocessing
         self.labels = meta.labels
         self.shape = input_shape(meta)
+        self.thread = thread or model_thread()
         self.metrics = Metrics()
         self.decoders = anyio.CapacityLimiter(os.cpu_count() or 1)
         self.ready = False
@@ -97,14 +104,19 @@ class Server:
 
     @contextlib.asynccontextmanager
     async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
+        loop = asyncio.get_running_loop()
         with as_function(self.model) as forward:
-            def run(batch: torch.Tensor) -> torch.Tensor:
+            def run(images: list[torch.Tensor]) -> np.ndarray:
+                """In the model thread: uint8 pixels normalised, stacked with preprocessed tensors, one pass."""
                 with torch.inference_mode():
-                    return forward(batch)
+                    batch = torch.stack([self.recipe.normalize(image) if image.dtype == torch.uint8 else image
+                                         for image in images])
+                    return forward(batch).numpy()
 
-            await anyio.to_thread.run_sync(run, torch.zeros(1, *self.shape))  # the first call is the slow one
-            self.batcher = Batcher(run, max_batch=self.settings.max_batch, max_wait_ms=self.settings.max_wait_ms,
-                                   on_batch=self.metrics.batch, on_queue=self.metrics.queue_depth.set)
+            await loop.run_in_executor(self.thread, lambda: run([torch.zeros(self.shape)]))  # the slow first call
+            self.batcher = Batcher(run, self.thread, max_batch=self.settings.max_batch,
+                                   max_wait_ms=self.settings.max_wait_ms, on_batch=self.metrics.batch,
+                                   on_queue=self.metrics.queue_depth.set)
             self.batcher.start()
             self.ready = True
             try:
@@ -112,11 +124,13 @@ class Server:
             finally:
                 self.ready = False
                 await self.batcher.stop()
+                self.thread.shutdown(wait=True)
 
     def app(self) -> Starlette:
         def measured(template: str, handler: Callable[[Request], Awaitable[Response]]) -> Callable:
             async def endpoint(request: Request) -> Response:
                 started = time.perf_counter()
+                self.metrics.in_progress.inc()
                 try:
                     response = await handler(request)
                 except ClientError as error:
@@ -127,6 +141,8 @@ class Server:
                 except Exception as error:  # the server outlives any one request
                     log.exception("%s %s failed", request.method, request.url.path)
                     response = _error(500, f"internal error: {one_line(error)}")
+                finally:
+                    self.metrics.in_progress.dec()
                 self.metrics.answered(template, response.status_code, time.perf_counter() - started)
                 return response
             return endpoint
@@ -205,15 +221,16 @@ class Server:
             raise ClientError(400, "the multipart form holds no files; send images as file fields")
         return uploads, True
 
-    async def _classify(self, uploads: list[tuple[str, bytes]]) -> torch.Tensor:
-        images = await anyio.to_thread.run_sync(preprocess_images, uploads, self.meta.preprocessing,
-                                                limiter=self.decoders)
-        return await self._run(images)
-
-    async def _run(self, images: torch.Tensor) -> torch.Tensor:
+    def _batcher(self) -> Batcher:
         if self.batcher is None or not self.ready:
             raise ClientError(503, "the model is not ready")
-        return await self.batcher.submit(images)
+        return self.batcher
+
+    async def _classify(self, uploads: list[tuple[str, bytes]]) -> np.ndarray:
+        batcher = self._batcher()
+        with batcher.expecting(len(uploads)):
+            pixels = await anyio.to_thread.run_sync(decode_pixels, uploads, self.recipe, limiter=self.decoders)
+        return await batcher.submit(pixels)  # no await between: the expected images are queued at once
 
     # -- routes ------------------------------------------------------------------------------------------------------
 
@@ -257,14 +274,22 @@ class Server:
             parsed = json.loads(body)
         except (ValueError, RecursionError) as error:  # UnicodeDecodeError is a ValueError too
             raise ClientError(400, f"the body is not valid JSON ({one_line(error, 120)})") from None
-        infer = await anyio.to_thread.run_sync(parse_infer, parsed, self.meta, limiter=self.decoders)
-        scores = await (self._run(infer.tensor) if infer.tensor is not None else self._classify(infer.images))
+        batcher = self._batcher()
+        with batcher.expecting(1):
+            infer = await anyio.to_thread.run_sync(parse_infer, parsed, self.meta, limiter=self.decoders)
+        scores = await (batcher.submit(infer.tensor) if infer.tensor is not None else self._classify(infer.images))
         return JSONResponse(infer_answer(self.settings.name, infer, scores, self.labels))
 
     async def metrics_view(self, request: Request) -> Response:
         return Response(self.metrics.render(), media_type=self.metrics.content_type)
 
 
-def create_app(model: Classifier, settings: ServeSettings | None = None) -> Starlette:
-    """The ASGI app serving ``model`` (a SqueezeNet or a backend), for uvicorn or any ASGI server."""
-    return Server(model, settings or ServeSettings()).app()
+def model_thread() -> concurrent.futures.ThreadPoolExecutor:
+    return concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="squeezenet-model")
+
+
+def create_app(model: Classifier, settings: ServeSettings | None = None,
+               thread: concurrent.futures.ThreadPoolExecutor | None = None) -> Starlette:
+    """The ASGI app serving ``model`` (a SqueezeNet or a backend), for uvicorn or any ASGI server. ``thread``:
+    the single-thread executor the model was loaded in (``model_thread()``), if it was."""
+    return Server(model, settings or ServeSettings(), thread).app()

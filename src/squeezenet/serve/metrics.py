@@ -28,6 +28,8 @@ class Metrics:
                                     buckets=BATCH_BUCKETS, registry=self.registry)
         self.inference = Histogram("squeezenet_inference_seconds", "time of one forward pass",
                                    buckets=LATENCY_BUCKETS, registry=self.registry)
+        self.in_progress = Gauge("squeezenet_requests_in_progress", "requests being answered",
+                                 registry=self.registry)
         self.queue_depth = Gauge("squeezenet_queue_depth", "images waiting for a forward pass",
                                  registry=self.registry)
 

@@ -36,10 +36,11 @@ class ClientError(SqueezeNetError):
         self.status = status
 
 
-def preprocess_images(uploads: Sequence[tuple[str, bytes]], recipe: Preprocessing) -> torch.Tensor:
-    """(name, bytes) uploads -> the preprocessed batch; an unreadable image is a 400 naming it."""
+def decode_pixels(uploads: Sequence[tuple[str, bytes]], recipe: Preprocessing) -> list[torch.Tensor]:
+    """(name, bytes) uploads -> each image resized and cropped, as uint8 pixels (the model thread normalises
+    them); an unreadable image is a 400 naming it."""
     try:
-        return torch.stack([recipe(decode_image(data, name)) for name, data in uploads])
+        return [recipe.pixels(decode_image(data, name)) for name, data in uploads]
     except DataError as error:
         raise ClientError(400, str(error)) from None
 
@@ -176,26 +177,28 @@ def _outputs(requested: Any, classes: int) -> list[tuple[str, int | None]]:
     return chosen
 
 
-def infer_answer(name: str, request: InferRequest, scores: torch.Tensor, labels: Sequence[str]) -> dict[str, Any]:
+def infer_answer(name: str, request: InferRequest, scores: np.ndarray, labels: Sequence[str]) -> dict[str, Any]:
     """The v2 infer response. An output asked with ``classification: K`` is BYTES [N, K] of
     "value:index:label" strings, highest first, as Triton's classification extension answers."""
+    logits = np.asarray(scores, dtype=np.float32)
+    exponentials = np.exp(logits - logits.max(axis=1, keepdims=True))
+    values_of = {"logits": logits, "probabilities": exponentials / exponentials.sum(axis=1, keepdims=True)}
     outputs = []
     for output, count in request.outputs:
-        values = scores.float() if output == "logits" else scores.float().softmax(dim=1)
+        values = values_of[output]
         if count is None:
             outputs.append({"name": output, "datatype": "FP32", "shape": list(values.shape),
                             "data": values.flatten().tolist()})
             continue
-        best = values.topk(count, dim=1)
-        rows = [[f"{value:.6f}:{int(index)}:{labels[int(index)]}" for value, index in zip(vs, ix, strict=True)]
-                for vs, ix in zip(best.values.tolist(), best.indices, strict=True)]
-        outputs.append({"name": output, "datatype": "BYTES", "shape": [len(rows), count],
-                        "data": [cell for row in rows for cell in row]})
+        best = np.argsort(-values, axis=1, kind="stable")[:, :count]
+        cells = [f"{row[index]:.6f}:{index}:{labels[index]}" for row, indices in zip(values, best, strict=True)
+                 for index in indices]
+        outputs.append({"name": output, "datatype": "BYTES", "shape": [len(values), count], "data": cells})
     answer: dict[str, Any] = {"model_name": name, "model_version": VERSION, "outputs": outputs}
     if request.id is not None:
         answer["id"] = request.id
     return answer
 
 
-def topk_answers(scores: torch.Tensor, labels: Sequence[str], topk: int) -> list[dict[str, float]]:
+def topk_answers(scores: np.ndarray, labels: Sequence[str], topk: int) -> list[dict[str, float]]:
     return [torchserve_answer(best) for best in top_classes(scores, labels, topk)]

@@ -19,8 +19,9 @@ from dataclasses import dataclass
 
 from starlette.applications import Starlette
 
+from ..deploy.backends import Classifier
 from ..errors import SqueezeNetError
-from .app import ServeSettings, create_app
+from .app import ServeSettings, create_app, model_thread
 
 OPTIONS_VARIABLE = "SQUEEZENET_SERVE_OPTIONS"  # how the options reach uvicorn's worker processes
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
@@ -59,20 +60,30 @@ class ServeOptions:
 
 
 def build_app(options: ServeOptions) -> Starlette:
-    """The app for ``options``: the model loaded on its backend (its threads shared among the workers)."""
-    import torch
-
+    """The app for ``options``: the model loaded on its backend in the thread that will run it (its threads
+    shared among the workers)."""
     from ..deploy import inference_model
     from ..images import set_max_image_pixels
 
     options.check()
     set_max_image_pixels(options.max_image_pixels)
-    torch.set_num_threads(max(1, (os.cpu_count() or 1) // options.workers))
-    model = inference_model(options.weights, options.backend, arch=options.arch, preprocess=options.preprocess)
-    backend = getattr(model, "name", "pytorch")
-    settings = ServeSettings(name=options.name, platform=f"squeezenet-{backend}", max_batch=options.max_batch,
-                             max_wait_ms=options.max_wait_ms, max_body_mb=options.max_body_mb)
-    return create_app(model, settings)
+
+    def load() -> Classifier:
+        import torch
+
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // options.workers))  # OpenMP's count is per thread
+        return inference_model(options.weights, options.backend, arch=options.arch, preprocess=options.preprocess)
+
+    thread = model_thread()
+    try:
+        model = thread.submit(load).result()
+    except BaseException:
+        thread.shutdown()
+        raise
+    settings = ServeSettings(name=options.name, platform=f"squeezenet-{getattr(model, 'name', 'pytorch')}",
+                             max_batch=options.max_batch, max_wait_ms=options.max_wait_ms,
+                             max_body_mb=options.max_body_mb)
+    return create_app(model, settings, thread)
 
 
 def app_from_environment() -> Starlette:
