@@ -203,10 +203,9 @@ def _add_serve(parser: argparse.ArgumentParser) -> Handler:
 def _serve(args: argparse.Namespace) -> int:
     from .serve import ServeOptions, serve
 
-    serve(ServeOptions(weights=args.weights, backend=args.backend, arch=args.arch, preprocess=args.preprocess,
-                       host=args.host, port=args.port, name=args.name, max_batch=args.max_batch,
-                       max_wait_ms=args.max_wait_ms, workers=args.workers, max_body_mb=args.max_body_mb,
-                       max_image_pixels=args.max_image_pixels, access_log=args.access_log))
+    given = vars(args)  # every flag of serve is a ServeOptions field of the same name
+    serve(ServeOptions(**{field.name: given[field.name] for field in dataclasses.fields(ServeOptions)
+                          if field.name in given}))
     return 0
 
 

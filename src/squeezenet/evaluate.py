@@ -201,9 +201,13 @@ def predict(model: Classifier, images: Sequence[str | Path], topk: int = 5,
 def top_classes(scores: torch.Tensor | np.ndarray, names: Sequence[str], topk: int) -> list[list[Prediction]]:
     """Logits (N, classes) -> the ``topk`` most probable classes of each row (softmax), most probable first.
     In numpy: a server calls it beside the thread that runs torch."""
-    values = np.asarray(scores, dtype=np.float64)
-    probabilities = np.exp(values - values.max(axis=1, keepdims=True))
-    probabilities /= probabilities.sum(axis=1, keepdims=True)
+    probabilities = softmax(np.asarray(scores, dtype=np.float64))
     best = np.argsort(-probabilities, axis=1, kind="stable")[:, :min(topk, probabilities.shape[1])]
     return [[Prediction(int(i), names[int(i)], float(row[i])) for i in indices]
             for row, indices in zip(probabilities, best, strict=True)]
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise softmax of (N, classes) logits, in numpy (no torch kernel outside the model's thread)."""
+    exponentials = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return exponentials / exponentials.sum(axis=1, keepdims=True)

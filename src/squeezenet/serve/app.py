@@ -163,10 +163,8 @@ class Server:
             routes=[Route(path, measured(path, handler), methods=methods) for path, handler, methods in routes],
             exception_handlers={HTTPException: self._http_error}, lifespan=self.lifespan)
 
-    async def _http_error(self, request: Request, error: Exception) -> Response:
-        status = error.status_code if isinstance(error, HTTPException) else 500
-        detail = error.detail if isinstance(error, HTTPException) else str(error)
-        return _error(status, f"{request.method} {request.url.path}: {detail}")
+    async def _http_error(self, request: Request, error: HTTPException) -> Response:  # 404, 405 from the router
+        return _error(error.status_code, f"{request.method} {request.url.path[:200]}: {error.detail}")
 
     # -- reading requests --------------------------------------------------------------------------------------------
 

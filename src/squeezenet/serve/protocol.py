@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from ..errors import DataError, SqueezeNetError
-from ..evaluate import Prediction, top_classes
+from ..evaluate import Prediction, softmax, top_classes
 from ..images import decode_image
 from ..model import ModelMeta
 from ..preprocess import Preprocessing
@@ -181,8 +181,7 @@ def infer_answer(name: str, request: InferRequest, scores: np.ndarray, labels: S
     """The v2 infer response. An output asked with ``classification: K`` is BYTES [N, K] of
     "value:index:label" strings, highest first, as Triton's classification extension answers."""
     logits = np.asarray(scores, dtype=np.float32)
-    exponentials = np.exp(logits - logits.max(axis=1, keepdims=True))
-    values_of = {"logits": logits, "probabilities": exponentials / exponentials.sum(axis=1, keepdims=True)}
+    values_of = {"logits": logits, "probabilities": softmax(logits)}
     outputs = []
     for output, count in request.outputs:
         values = values_of[output]
