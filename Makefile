@@ -11,7 +11,7 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check torch==2.14.1 torchvision==0.29.1 2>&1 | grep -v "^WARNING: Location" || true
 	$(PY) -m pip install -q --disable-pip-version-check -e '.[all,test]' 2>&1 | grep -v "^WARNING: Location" || true
-	$(PY) -c "import torch, torchvision, squeezenet"
+	$(PY) -c "import torch, torchvision, squeezenet; assert (torch.__version__.split('+')[0], torchvision.__version__.split('+')[0]) == ('2.14.1', '0.29.1'), 'pip replaced the pinned torch/torchvision: ' + torch.__version__"
 	touch $(STAMP)
 
 lint: $(STAMP)
