@@ -150,7 +150,7 @@ def full(args: argparse.Namespace) -> None:
     rows = {}
     for size in (int(text) for text in args.sizes.split(",")):
         common = ["--weights", str(CAFFEMODEL_V11), "--image-size", str(size), "--cache", "on",
-                  "--batch-size", str(args.batch_size), "--lr", str(args.lr)]
+                  "--batch-size", str(args.batch_size), "--lr", str(args.lr), *(["--bf16"] if args.bf16 else [])]
         probe = train(CIFAR10, args.out / f"full-{size}-probe", *common, "--epochs", "1", "--subset", "2048",
                       "--eval-every", "1000", processes=args.processes)
         if "failed" in probe:
@@ -185,6 +185,8 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=0.012, help="full: peak lr (the recipe's 0.003 at batch 32, "
                                                                   "scaled to the batch)")
     parser.add_argument("--processes", type=int, default=2, help="full: training processes (torchrun)")
+    parser.add_argument("--bf16", action="store_true", help="full: bfloat16 autocast (faster where the CPU has "
+                                                            "AVX-512 BF16 or AMX)")
     args = parser.parse_args()
     if args.budget_minutes is None:
         args.budget_minutes = 30.0 if args.mode == "full" else 10.0
