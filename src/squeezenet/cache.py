@@ -6,6 +6,7 @@ never trusted.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tarfile
@@ -15,6 +16,7 @@ from pathlib import Path
 import torch
 
 from .errors import DataError, one_line
+from .files import locked
 
 
 def cache_dir() -> Path:
@@ -43,11 +45,21 @@ def unpack(archive: Path) -> Path:
     return target
 
 
+def memo_lock(path: Path | None) -> contextlib.AbstractContextManager[None]:
+    """Held while a memo is looked up and, when missing, made: the first process decodes, the others wait for
+    its file instead of decoding the same images at the same time."""
+    if path is None or not os.access(path.parent, os.W_OK):  # no memo can be written there either
+        return contextlib.nullcontext()
+    return locked(path.with_name(f"{path.name}.lock"))
+
+
 def read_memo(path: Path | None, strict: bool) -> dict | None:
+    """A memo of decoded images, mapped from its file (copy-on-write): processes that read the same memo share
+    its pages instead of holding a copy each."""
     if path is None or not path.is_file():
         return None
     try:
-        decoded = torch.load(path, weights_only=True)
+        decoded = torch.load(path, weights_only=True, mmap=True)
     except Exception:  # a damaged memo is only a lost shortcut: decode again
         return None
     if strict and decoded.get("skipped"):
@@ -55,12 +67,15 @@ def read_memo(path: Path | None, strict: bool) -> dict | None:
     return decoded
 
 
-def write_memo(path: Path | None, decoded: dict) -> None:
+def write_memo(path: Path | None, decoded: dict) -> bool:
+    """Whether the memo was written (a cache we cannot write is no error)."""
     if path is None:
-        return
+        return False
     temporary = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     try:
         torch.save(decoded, temporary)
         os.replace(temporary, path)
     except OSError:
-        temporary.unlink(missing_ok=True)  # a cache we cannot write is no error
+        temporary.unlink(missing_ok=True)
+        return False
+    return True

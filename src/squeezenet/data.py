@@ -21,7 +21,7 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
-from .cache import cache_dir, read_memo, unpack, write_memo
+from .cache import cache_dir, memo_lock, read_memo, unpack, write_memo
 from .errors import DataError, one_line
 from .images import labelled_images, open_image
 from .preprocess import TORCHVISION, Preprocessing
@@ -402,13 +402,18 @@ def _folder(root: Path, name: str, image_size: int | None, min_size: int, strict
     if use_cache:  # decode everything now: a corrupt file is found here, once
         split = f"-val{val_fraction:g}" if test_dir is None and val_fraction else ""
         memo_file = memo / f".decoded-{size}{split}.pt" if memo is not None else None
-        decoded = read_memo(memo_file, strict)
-        if decoded is None:
-            train = _decode_all(train_items, size, strict)
-            test = _decode_all(test_items, size, strict) if test_items else None
-            decoded = {"train": train[:2], "test": test[:2] if test else None,
-                       "skipped": train[2] + (test[2] if test else [])}
-            write_memo(memo_file, decoded)
+        # One process decodes while the others (DDP ranks) wait, then all map the same file: the decoded
+        # images are in memory once, not once per process (CIFAR-10 at 160x160 is 4.6 GB).
+        with memo_lock(memo_file):
+            decoded = read_memo(memo_file, strict)
+            if decoded is None:
+                train = _decode_all(train_items, size, strict)
+                test = _decode_all(test_items, size, strict) if test_items else None
+                decoded = {"train": train[:2], "test": test[:2] if test else None,
+                           "skipped": train[2] + (test[2] if test else [])}
+                if write_memo(memo_file, decoded):
+                    del train, test
+                    decoded = read_memo(memo_file, strict) or decoded
         _warn_skipped(decoded["skipped"])
         if len(decoded["train"][1]) == 0:
             raise DataError(f"{train_dir}: no readable images")
@@ -481,7 +486,8 @@ def _decode_all(items: list[tuple[Path, int]], size: int,
             image = F.resize(image, [size, size], antialias=True)
         images[len(labels)] = F.pil_to_tensor(image)
         labels.append(label)
-    return images[: len(labels)].clone(), torch.tensor(labels, dtype=torch.long), bad
+    kept = images if len(labels) == len(items) else images[: len(labels)].clone()  # no copy unless files were bad
+    return kept, torch.tensor(labels, dtype=torch.long), bad
 
 
 def _openable(items: list[tuple[Path, int]], strict: bool) -> tuple[list[tuple[Path, int]], list[str]]:
