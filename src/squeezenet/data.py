@@ -296,7 +296,8 @@ def _small_preprocessing(name: str, size: int, images: torch.Tensor) -> Preproce
     """Squash any image to size x size, then normalise with the training set's own channel statistics."""
     totals = torch.zeros(3, dtype=torch.float64)
     squares = torch.zeros(3, dtype=torch.float64)
-    for chunk in images.split(4096):
+    per_image = max(1, images[0].numel()) if len(images) else 1
+    for chunk in images.split(max(1, (1 << 22) // per_image)):  # float64 chunks of ~32 MB, at any image size
         values = chunk.to(torch.float64) / 255.0
         totals += values.sum(dim=(0, 2, 3))
         squares += (values * values).sum(dim=(0, 2, 3))
