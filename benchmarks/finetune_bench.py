@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 
 from shared_files import CAFFEMODEL_V11, CIFAR10
+from squeezenet.machine import MachineCheck
 
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
@@ -107,8 +108,10 @@ def fewshot(args: argparse.Namespace) -> None:
     data = folder(args.cache, 50, None)
     budget = ["--time-limit", str(args.budget_minutes * 60), "--eval-every", "1000"]
     epochs = ["--epochs", str(args.epochs)]
+    tuned = args.finetune_flags.split()  # a recipe to try over the defaults, e.g. "--lr 0.03 --backbone-lr-scale 0.1"
+    tag = "-" + "".join(part.lstrip("-") for part in tuned) if tuned else ""
     runs = {  # each with the defaults a user gets: the fine-tuning recipe, or from scratch the small-data one
-        "fine-tuned": ("fewshot-finetune", "--weights", str(CAFFEMODEL_V11)),
+        "fine-tuned": (f"fewshot-finetune{tag}", "--weights", str(CAFFEMODEL_V11), *tuned),
         "linear probe": ("fewshot-probe", "--weights", str(CAFFEMODEL_V11), "--train", "classifier"),
         "from scratch": ("fewshot-scratch", "--arch", "1_1", "--image-size", "227"),
     }
@@ -179,6 +182,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=30, help="fewshot: epochs for each run")
     parser.add_argument("--rows", default=None, help="fewshot: which runs, e.g. 'linear probe,from scratch' "
                                                      "(default: all three)")
+    parser.add_argument("--finetune-flags", default="", help="fewshot: train flags over the recipe for the "
+                                                             "fine-tuned row, e.g. '--lr 0.03 --backbone-lr-scale 0.1'")
     parser.add_argument("--budget-minutes", type=float, default=None,
                         help="training time of each run (default: fewshot 10, full 30)")
     parser.add_argument("--sizes", default="96,128", help="full: input sizes to fine-tune at, one run each")
@@ -196,7 +201,13 @@ def main() -> None:
         args.budget_minutes = 30.0 if args.mode == "full" else 10.0
     modes = {"recipe": recipe, "fewshot": fewshot, "first-model": first_model, "full": full,
              "small-scratch": small_scratch}
+    check = MachineCheck.start()  # the figures are results only if the machine stayed quiet
+    print(f"machine: load average {check.load_before}, float32 matmul {check.gflops_before:.0f} GFLOP/s", flush=True)
     modes[args.mode](args)
+    check.finish()
+    if check.busy:
+        print(f"warning: {check.busy}", flush=True)
+    print(json.dumps({"machine_check": check.to_dict()}), flush=True)
 
 
 if __name__ == "__main__":
