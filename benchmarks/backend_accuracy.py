@@ -25,9 +25,10 @@ import numpy as np
 
 import squeezenet as sq
 from shared_files import CAFFEMODEL_V11, DEEP_COMPRESSION_NET, IMAGENET_SAMPLES
-from squeezenet.benchmark import ACCURACY_VARIANTS, compare_accuracy, machine_info
+from squeezenet.benchmark import ACCURACY_VARIANTS, compare_accuracy
 from squeezenet.deploy import preprocessed
 from squeezenet.images import labelled_images
+from squeezenet.machine import machine_info
 
 WEIGHTS = {
     "DC v1.0": DEEP_COMPRESSION_NET,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from squeezenet import benchmark
 from squeezenet.benchmark import BASELINE, REFERENCE, Row, run_benchmark
 from squeezenet.cli import main
 from squeezenet.errors import SqueezeNetError
+from squeezenet.machine import MachineCheck, matmul_gflops
 
 from .conftest import shared_path
 
@@ -55,6 +57,9 @@ def test_rows_ratios_and_spread(model: sq.SqueezeNet) -> None:
     last = table.splitlines()[-1]
     assert last.startswith(f"fastest at batch 1: {fastest['name']} = ") and last.endswith("x torchvision-eager")
     assert "goal" not in table and "goal" not in data["fastest"]  # measured ratios only, no verdict
+    check = data["machine_check"]  # the machine measured at both ends of the run
+    assert check["matmul_gflops_before"] > 0 and check["matmul_gflops_after"] > 0 and check["cores"] >= 1
+    assert data["busy"] == check["busy"] and ("warning: " in table) == (check["busy"] is not None)
 
 
 def test_openvino_rows_and_the_fastest_line(model: sq.SqueezeNet) -> None:
@@ -95,6 +100,30 @@ def test_bad_arguments(model: sq.SqueezeNet) -> None:
         run_benchmark(model, rounds=0)
 
 
+def test_rounds_repeat_until_the_medians_are_stable(model: sq.SqueezeNet) -> None:
+    started = time.perf_counter()
+    report = run_benchmark(model, only=["pytorch"], warmup=1, rounds=1, calls=(3,), batches=(1,), input_size=64,
+                           max_seconds=4.0)
+    taken = time.perf_counter() - started
+    assert report.rounds >= 2  # stability needs two medians to compare
+    assert report.stable or taken >= 4.0  # it stopped because the median held, or at the time limit
+    assert report.to_dict()["medians_stable"] == report.stable
+    assert len(report.rows[0].seconds[1]) == 3 * report.rounds
+
+
+def test_the_machine_check_says_when_figures_are_unreliable() -> None:
+    quiet = MachineCheck(cores=2, load_before=0.1, load_after=2.3, gflops_before=70.0, gflops_after=66.0)
+    assert quiet.busy is None  # the run's own two threads at the end, 6% slower: quiet
+    loaded = MachineCheck(cores=2, load_before=3.4, load_after=3.1, gflops_before=70.0, gflops_after=69.0)
+    assert "busy at the start (load average 3.4 on 2 cores)" in loaded.busy
+    another_job = MachineCheck(cores=2, load_before=0.2, load_after=3.5, gflops_before=70.0, gflops_after=70.0)
+    assert "busy at the end" in another_job.busy
+    slowed = MachineCheck(cores=2, load_before=0.0, load_after=1.0, gflops_before=70.0, gflops_after=40.0)
+    assert "70 -> 40 GFLOP/s, -43%" in slowed.busy
+    assert slowed.to_dict()["busy"] == slowed.busy
+    assert matmul_gflops(seconds=0.05) > 0.5  # a real measurement: any CPU does more than 0.5 GFLOP/s
+
+
 def test_row_statistics() -> None:
     row = Row("x", "", seconds={1: [0.010, 0.020, 0.030, 0.040], 8: [0.1, 0.1]})
     assert row.img_per_s(1) == pytest.approx(4 / 0.1)
@@ -105,7 +134,8 @@ def test_row_statistics() -> None:
 
 def test_cli_benchmark_json(capsys: pytest.CaptureFixture[str]) -> None:
     code = main(["benchmark", "--arch", "1_0", "--batch", "1,2", "--input-size", "96", "--warmup", "0",
-                 "--rounds", "1", "--calls", "1,1", "--backends", "pytorch,onnxruntime-int8", "--json"])
+                 "--rounds", "1", "--max-seconds", "0", "--calls", "1,1", "--backends", "pytorch,onnxruntime-int8",
+                 "--json"])
     out, err = capsys.readouterr()
     assert code == 0, err
     data = json.loads(out)

@@ -14,15 +14,12 @@ cannot run here is listed as skipped with the reason.
 
 from __future__ import annotations
 
-import contextlib
 import gc
 import json
-import platform
 import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -48,12 +45,14 @@ from .deploy import (
 )
 from .errors import DataError, SqueezeNetError
 from .extras import EXTRA_OF
+from .machine import MachineCheck, machine_info
 from .model import SqueezeNet
 from .preprocess import Preprocessing
 from .text import text_table
 
 BASELINE = "torchvision-eager"
 REFERENCE = "openvino-default"
+STABLE_WITHIN = 0.02  # more rounds until one more moves no row's median latency by over 2%
 
 
 @dataclass
@@ -256,6 +255,8 @@ class Report:
     calls: dict[int, int]
     rows: list[Row]
     machine: dict[str, Any]
+    check: MachineCheck | None = None  # the machine measured at the start and the end
+    stable: bool | None = None  # whether the last round moved no row's median by more than STABLE_WITHIN
 
     def _ratio(self, row: Row, other_name: str, batch: int) -> float | None:
         other = next((r for r in self.rows if r.name == other_name and not r.skipped), None)
@@ -291,8 +292,11 @@ class Report:
         return {
             "arch": self.arch, "weights": self.weights, "input_size": self.input_size,
             "batches": list(self.batches), "warmup_calls": self.warmup, "rounds": self.rounds,
+            "medians_stable": self.stable,
             "timed_calls_per_round": {str(b): n for b, n in self.calls.items()},
-            "latency_batch": first, "machine": self.machine, "rows": rows,
+            "latency_batch": first, "machine": self.machine,
+            "machine_check": self.check.to_dict() if self.check is not None else None,
+            "busy": self.check.busy if self.check is not None else None, "rows": rows,
             "fastest": None if fastest is None else {
                 "batch": first, "name": fastest.name,
                 "vs_openvino_default": _round(self._ratio(fastest, REFERENCE, first)),
@@ -321,10 +325,15 @@ class Report:
                 _fmt(row.details["file_bytes"] / 1e6 if "file_bytes" in row.details else None, 2),
                 _fmt(row.details.get("peak_rss_mb"), 0),
             ])
-        lines = [f"SqueezeNet {self.arch} at {self.input_size}x{self.input_size}, weights: {self.weights or 'random'}; "
-                 f"{self.warmup} warm-up calls per batch size, then {self.rounds} round(s) of "
+        busy = [f"warning: {self.check.busy}"] if self.check is not None and self.check.busy else []
+        quiet = self.check.to_dict() if self.check is not None else {}
+        checked = (f"; load average {quiet['load_average_before']} -> {quiet['load_average_after']}, float32 matmul "
+                   f"{quiet['matmul_gflops_before']} -> {quiet['matmul_gflops_after']} GFLOP/s") if quiet else ""
+        lines = [*busy, f"SqueezeNet {self.arch} at {self.input_size}x{self.input_size}, weights: "
+                 f"{self.weights or 'random'}; {self.warmup} warm-up calls per batch size, then {self.rounds} "
+                 "round(s) of "
                  + ", ".join(f"{n} call(s) at batch {b}" for b, n in self.calls.items())
-                 + f" per backend; {self.machine.get('cpu')}, {self.machine.get('logical_cpus')} CPUs",
+                 + f" per backend; {self.machine.get('cpu')}, {self.machine.get('logical_cpus')} CPUs{checked}",
                  *text_table(header, table)]
         fastest = self.fastest(first)
         if fastest is not None:
@@ -342,35 +351,20 @@ def _fmt(value: float | None, digits: int) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
-def machine_info() -> dict[str, Any]:
-    """The CPU and library versions a result belongs to (bf16 and int8 speed hinge on the CPU's flags)."""
-    info: dict[str, Any] = {"cpu": platform.processor() or platform.machine(), "logical_cpus": None,
-                            "torch_threads": torch.get_num_threads()}
-    with contextlib.suppress(OSError):
-        text = Path("/proc/cpuinfo").read_text()
-        names = [line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("model name")]
-        flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
-        info["cpu"] = names[0] if names else info["cpu"]
-        info["logical_cpus"] = len(names) or None
-        wanted = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
-        info["cpu_flags"] = [flag for flag in wanted if flag in flags]
-    for package in ("torch", "onnxruntime", "openvino", "nncf"):
-        with contextlib.suppress(metadata.PackageNotFoundError):
-            info[package] = metadata.version(package)
-    return info
-
-
 def run_benchmark(model: SqueezeNet, *, weights: str | None = None, batches: Sequence[int] = (1, 32),
                   input_size: int = 224, warmup: int = 10, rounds: int = 5, calls: Sequence[int] | None = None,
                   calib_dir: str | Path | None = None, calib_images: int = 100, only: Sequence[str] | None = None,
-                  progress: Callable[[str], None] | None = None) -> Report:
+                  progress: Callable[[str], None] | None = None, stable_within: float = STABLE_WITHIN,
+                  max_seconds: float = 0.0) -> Report:
     """Build every variant, warm each up, then time them round-robin for ``rounds`` rounds.
 
     ``calls[i]`` is the number of timed calls per round at ``batches[i]``
     (default: 40 at batch 1, else enough for about 128 images). ``only``
     restricts the variants by name. Inputs are random images through the
     model's preprocessing, cropped to ``input_size``; the speed of a dense
-    network does not depend on the pixels.
+    network does not depend on the pixels. After ``rounds``, more rounds run
+    while ``max_seconds`` of timing allow, until one more round moves no row's
+    median at the first batch size by more than ``stable_within``.
     """
     batches = tuple(sorted(set(batches)))
     if not batches or min(batches) < 1:
@@ -385,6 +379,8 @@ def run_benchmark(model: SqueezeNet, *, weights: str | None = None, batches: Seq
     if unknown:
         raise SqueezeNetError(f"unknown backend(s) {', '.join(unknown)}; known: {', '.join(known)}")
     say = progress or (lambda _message: None)
+    say("measuring the machine (load average, float32 matmul)")
+    check = MachineCheck.start()
     inputs = {batch: example_batch(model, batch, input_size, seed=batch) for batch in batches}
     rows: list[Row] = []
     runners: dict[str, Backend] = {}
@@ -424,9 +420,11 @@ def run_benchmark(model: SqueezeNet, *, weights: str | None = None, batches: Seq
         by_name = {row.name: row for row in rows}
         gc_was_enabled = gc.isenabled()
         gc.disable()
+        timing_started, done, medians, stable = time.perf_counter(), 0, None, False
         try:
-            for round_index in range(rounds):
-                say(f"round {round_index + 1}/{rounds}")
+            while done < rounds or (time.perf_counter() - timing_started < max_seconds and not stable):
+                done += 1
+                say(f"round {done}/{rounds}" if done <= rounds else f"round {done} (medians not yet stable)")
                 for name, runner in runners.items():
                     for batch, count in zip(batches, counts, strict=True):
                         timings = by_name[name].seconds[batch]
@@ -434,11 +432,14 @@ def run_benchmark(model: SqueezeNet, *, weights: str | None = None, batches: Seq
                             start = time.perf_counter()
                             runner(inputs[batch])
                             timings.append(time.perf_counter() - start)
+                previous, medians = medians, [float(np.median(by_name[name].seconds[batches[0]])) for name in runners]
+                stable = previous is not None and all(abs(now / then - 1) <= stable_within
+                                                      for now, then in zip(medians, previous, strict=True))
         finally:
             if gc_was_enabled:
                 gc.enable()
-    return Report(model.spec.name, weights, input_size, batches, warmup, rounds,
-                  dict(zip(batches, counts, strict=True)), rows, machine_info())
+    return Report(model.spec.name, weights, input_size, batches, warmup, done,
+                  dict(zip(batches, counts, strict=True)), rows, machine_info(), check.finish(), stable)
 
 
 # -- accuracy of every backend ---------------------------------------------------------------
