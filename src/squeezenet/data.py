@@ -18,12 +18,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from .cache import cache_dir, memo_lock, read_memo, unpack, write_memo
 from .errors import DataError, one_line
-from .images import labelled_images, open_image
+from .images import image_size, labelled_images, open_image
 from .preprocess import TORCHVISION, Preprocessing
 
 if TYPE_CHECKING:
@@ -461,9 +460,8 @@ def _first_size(items: list[tuple[Path, int]], folder: Path) -> int:
     """The larger side of the first image whose header reads (decides the recipe and the default size)."""
     for path, _ in items[:100]:
         try:
-            with Image.open(path) as image:
-                return max(image.size)
-        except (OSError, SyntaxError, ValueError):
+            return max(image_size(path))
+        except DataError:
             continue
     raise DataError(f"{folder}: none of the first {min(len(items), 100)} images can be read")
 
@@ -496,12 +494,10 @@ def _openable(items: list[tuple[Path, int]], strict: bool) -> tuple[list[tuple[P
     kept, bad = [], []
     for path, label in items:
         try:
-            with Image.open(path):
-                pass
-        except (OSError, SyntaxError, ValueError) as error:
+            image_size(path)
+        except DataError as error:
             if strict:
-                raise DataError(f"{path}: not a readable image ({one_line(error)}); --strict makes "
-                                "unreadable images an error") from None
+                raise DataError(f"{error}; --strict makes unreadable images an error") from None
             bad.append(str(path))
             continue
         kept.append((path, label))

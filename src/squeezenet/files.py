@@ -35,6 +35,22 @@ def printable(path: str | os.PathLike[str]) -> str:
     return "".join(character if character.isprintable() else repr(character)[1:-1] for character in escaped)
 
 
+def is_folder(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` is a folder; False, not an OSError, for a name over the system's length limit."""
+    try:
+        return stat.S_ISDIR(os.stat(path).st_mode)
+    except (OSError, ValueError):  # ValueError: a NUL byte in the name
+        return False
+
+
+def is_regular(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` is a regular file (or a link to one); False for anything else or a name that cannot be."""
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except (OSError, ValueError):
+        return False
+
+
 def regular_file(path: str | os.PathLike[str], error: type[SqueezeNetError], what: str) -> Path:
     """``path`` as a Path when it names a regular file (a symbolic link to one is fine); otherwise ``error`` with
     one line saying what it is instead. ``what`` names the role, e.g. "weights file"."""
@@ -45,9 +61,11 @@ def regular_file(path: str | os.PathLike[str], error: type[SqueezeNetError], wha
         raise error(f"{printable(path)}: {what} not found") from None
     except OSError as reason:  # a name over the system's limit, a loop of links, no permission on a folder
         raise error(f"{printable(path)}: cannot open ({reason.strerror or reason})") from None
+    except ValueError:
+        raise error(f"{printable(path)}: not a valid file name (it holds a NUL byte)") from None
     if not stat.S_ISREG(mode):
         kind = next((name for test, name in _KINDS if test(mode)), "not a regular file")
-        raise error(f"{printable(path)}: is {kind}, not a {what}")
+        raise error(f"{printable(path)}: is {kind}, not {'an' if what[0] in 'aeiou' else 'a'} {what}")
     return path
 
 

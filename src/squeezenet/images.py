@@ -8,17 +8,23 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageMode, ImageOps, UnidentifiedImageError
 
 from .errors import DataError, one_line
+from .files import is_regular, printable, regular_file
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm")
+# Pillow's decoders for those formats (its JPEG one also opens a phone's MPO files). Only these are tried, so a
+# file named .jpg that is really EPS never reaches Pillow's Ghostscript path, nor any other exotic decoder.
+DECODERS = ("JPEG", "PNG", "BMP", "GIF", "TIFF", "WEBP", "PPM")
+EXIF_ORIENTATION = 0x0112
 
 def set_max_image_pixels(pixels: int | None) -> None:
     """Raise (or lower) the decompression-bomb limit for files the user trusts; None keeps Pillow's default
@@ -39,13 +45,21 @@ def open_image(path: str | Path, exif_transpose: bool = True) -> Image.Image:
     ImageNet samples carry no orientation, so their scores do not change. Pictures larger than
     ``set_max_image_pixels`` allows are refused.
     """
-    path = Path(path)
+    path = regular_file(path, DataError, "image file")
+    return _decode(path, printable(path), exif_transpose)
+
+
+def image_size(path: str | Path) -> tuple[int, int]:
+    """(width, height) from the header alone: cheap even for ImageNet; DataError when the file is not an image
+    we read."""
+    path = regular_file(path, DataError, "image file")
     try:
-        return _decode(path, str(path), exif_transpose)
-    except FileNotFoundError:
-        raise DataError(f"{path}: image file not found") from None
-    except IsADirectoryError:
-        raise DataError(f"{path}: is a folder, not an image file") from None
+        with _open(path) as image:
+            return image.size
+    except UnidentifiedImageError:
+        raise DataError(f"{printable(path)}: not an image in a format we read ({', '.join(DECODERS)})") from None
+    except (OSError, SyntaxError, ValueError, TypeError, EOFError) as error:
+        raise DataError(f"{printable(path)}: corrupt or unreadable image ({one_line(error)})") from None
 
 
 def decode_image(data: bytes, name: str, exif_transpose: bool = True) -> Image.Image:
@@ -59,11 +73,11 @@ def _decode(source: Path | BinaryIO, name: str, exif_transpose: bool) -> Image.I
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(source) as opened:
+            with _open(source) as opened:  # leaving it closes the file; the decoded picture stays
+                _check_decoded_size(opened, name)
                 opened.load()
-                image = ImageOps.exif_transpose(opened) if exif_transpose else opened.copy()
-    except (FileNotFoundError, IsADirectoryError):
-        raise
+                turned = exif_transpose and opened.getexif().get(EXIF_ORIENTATION, 1) not in (1, None)
+                image = ImageOps.exif_transpose(opened) if turned else opened  # no copy of an upright picture
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         # Pillow's own limit (Image.MAX_IMAGE_PIXELS, about 89 megapixels); its warning is an error here.
         raise DataError(
@@ -71,7 +85,7 @@ def _decode(source: Path | BinaryIO, name: str, exif_transpose: bool) -> Image.I
             "decompression bomb (--max-image-pixels N raises the limit if you trust the file)"
         ) from None
     except UnidentifiedImageError:
-        raise DataError(f"{name}: not an image file Pillow can read") from None
+        raise DataError(f"{name}: not an image in a format we read ({', '.join(DECODERS)})") from None
     except (OSError, SyntaxError, ValueError, TypeError, EOFError) as error:
         raise DataError(f"{name}: corrupt or unreadable image ({one_line(error)})") from None
     try:
@@ -80,31 +94,53 @@ def _decode(source: Path | BinaryIO, name: str, exif_transpose: bool) -> Image.I
         raise DataError(f"{name}: cannot convert image mode {image.mode!r} to RGB ({one_line(error)})") from None
 
 
+def _open(source: Path | BinaryIO) -> Image.Image:
+    """Pillow's lazy open (the header only), trying only DECODERS."""
+    Image.init()  # registers every plugin once (formats= names only registered ones); cheap after the first
+    return Image.open(source, formats=DECODERS)
+
+
+def _check_decoded_size(image: Image.Image, name: str) -> None:
+    """Bound the decoded bytes, not only the pixels: an RGBA, 16-bit or float picture holds up to 4 times the
+    bytes of a gray one of the same size, and a few hundred KB of PNG can describe it. The bound is the RGB size
+    of the largest picture the pixel limit admits."""
+    limit = 3 * (Image.MAX_IMAGE_PIXELS or 89_478_485)
+    mode = ImageMode.getmode(image.mode)
+    decoded = image.width * image.height * len(mode.bands) * np.dtype(mode.typestr).itemsize
+    if decoded > limit:
+        raise DataError(f"{name}: image of {image.width}x{image.height} {image.mode} pixels would decode to "
+                        f"{decoded:,} bytes, over the limit of {limit:,}; refused as a possible decompression bomb "
+                        "(--max-image-pixels N raises the limit if you trust the file)")
+
+
 def _to_rgb(image: Image.Image) -> Image.Image:
     mode = image.mode
     if mode == "RGB":
         return image
     if mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
-        # Pillow's convert() clips these to 0..255, which turns most 16-bit images white.
-        values = np.asarray(image, dtype=np.float64)
-        if mode == "F":
-            top = 1.0 if values.size and values.max() <= 1.0 else 255.0
-        else:
-            top = 65535.0 if values.size and values.max() > 255 else 255.0
-        gray = np.clip(np.rint(values * (255.0 / top)), 0, 255).astype(np.uint8)
+        # Pillow's convert() clips these to 0..255, which turns most 16-bit images white. Scaled a block of rows
+        # at a time: float temporaries of the whole picture would take several times its size.
+        highest = image.getextrema()[1] if image.width and image.height else 0
+        top = (1.0 if highest <= 1.0 else 255.0) if mode == "F" else (65535.0 if highest > 255 else 255.0)
+        gray = np.empty((image.height, image.width), dtype=np.uint8)
+        for start in range(0, image.height, 256):
+            rows = np.asarray(image.crop((0, start, image.width, min(start + 256, image.height))), dtype=np.float64)
+            gray[start:start + 256] = np.clip(np.rint(rows * (255.0 / top)), 0, 255)
         return Image.fromarray(gray, mode="L").convert("RGB")
     if mode == "P":
         image = image.convert("RGBA") if "transparency" in image.info else image.convert("RGB")
         mode = image.mode
     if mode in ("RGBA", "LA", "PA", "RGBa", "La"):
-        rgba = image.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(background, rgba).convert("RGB")
+        rgba = image if mode == "RGBA" else image.convert("RGBA")
+        background = Image.new("RGB", rgba.size, (255, 255, 255))
+        background.paste(rgba, mask=rgba.getchannel("A"))  # over white, in place: no full-size RGBA copies
+        return background
     return image.convert("RGB")  # L, 1, CMYK, YCbCr, LAB, HSV
 
 
 def labelled_images(
-    root: str | Path, labels_csv: str | Path | None = None, num_classes: int | None = None
+    root: str | Path, labels_csv: str | Path | None = None, num_classes: int | None = None,
+    allow_outside: bool = False,
 ) -> tuple[list[tuple[Path, int]], list[str]]:
     """A labelled image collection -> ([(path, class_index)], class_names).
 
@@ -112,7 +148,9 @@ def labelled_images(
     flat folder with a CSV whose header has ``filename`` and ``class_index`` columns (extra columns
     are allowed; a ``class_name``, ``name`` or ``wnid`` column names the classes). Without
     ``labels_csv``, a ``labels.csv`` beside the images is used when there are no class subfolders.
-    ``num_classes`` fixes the number of classes for a CSV (indices must be below it).
+    ``num_classes`` fixes the number of classes for a CSV (indices must be below it). A CSV's file names are
+    inside ``root``: ``../`` or an absolute path is refused unless ``allow_outside`` (a CSV from elsewhere must
+    not make us read any file on the machine).
     """
     root = Path(root)
     if not root.exists():
@@ -120,12 +158,12 @@ def labelled_images(
     if not root.is_dir():
         raise DataError(f"{root}: expected a folder of images (or an ImageFolder tree), got a file")
     if labels_csv is not None:
-        return _from_csv(root, Path(labels_csv), num_classes)
+        return _from_csv(root, Path(labels_csv), num_classes, allow_outside)
     class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if class_dirs:
         return _from_tree(root, class_dirs, num_classes)
     if (root / "labels.csv").is_file():
-        return _from_csv(root, root / "labels.csv", num_classes)
+        return _from_csv(root, root / "labels.csv", num_classes, allow_outside)
     raise DataError(f"{root}: no class subfolders and no labels.csv; cannot tell the labels of the images")
 
 
@@ -171,12 +209,12 @@ def _from_tree(root: Path, class_dirs: Sequence[Path],
 _NAME_COLUMNS = ("class_name", "name", "wnid")
 
 
-def _from_csv(root: Path, labels_csv: Path, num_classes: int | None) -> tuple[list[tuple[Path, int]], list[str]]:
+def _from_csv(root: Path, labels_csv: Path, num_classes: int | None,
+              allow_outside: bool) -> tuple[list[tuple[Path, int]], list[str]]:
+    labels_csv = regular_file(labels_csv, DataError, "labels file")
     try:
         with open(labels_csv, newline="", encoding="utf-8-sig") as handle:
             rows = list(csv.reader(handle))
-    except FileNotFoundError:
-        raise DataError(f"{labels_csv}: labels file not found") from None
     except (OSError, UnicodeDecodeError, csv.Error) as error:
         raise DataError(f"{labels_csv}: cannot read labels file ({one_line(error)})") from None
     if not rows:
@@ -199,6 +237,11 @@ def _from_csv(root: Path, labels_csv: Path, num_classes: int | None) -> tuple[li
         filename = row[file_col].strip()
         if not filename:
             raise DataError(f"{where}: empty filename")
+        filename = os.path.normpath(filename)  # ./x.JPEG and x.JPEG are one image
+        leaves = os.path.isabs(filename) or filename == os.pardir or filename.startswith(os.pardir + os.sep)
+        if leaves and not allow_outside:  # by the name: a symbolic link inside the folder may point anywhere
+            raise DataError(f"{where}: {printable(filename)} is outside the data folder {printable(root)} "
+                            "(--allow-outside-data reads it anyway)")
         try:
             index = int(row[index_col])
         except ValueError:
@@ -207,10 +250,10 @@ def _from_csv(root: Path, labels_csv: Path, num_classes: int | None) -> tuple[li
             bound = f" (the model has {num_classes} classes)" if num_classes is not None else ""
             raise DataError(f"{where}: class_index {index} is out of range{bound}")
         if filename in seen:
-            raise DataError(f"{where}: {filename} is listed twice")
+            raise DataError(f"{where}: {printable(filename)} is listed twice")
         seen.add(filename)
         path = root / filename
-        if not path.is_file():
+        if not is_regular(path):
             missing.append(filename)
             continue
         items.append((path, index))
@@ -218,7 +261,8 @@ def _from_csv(root: Path, labels_csv: Path, num_classes: int | None) -> tuple[li
             names.setdefault(index, row[name_col].strip())
     if missing:
         raise DataError(
-            f"{labels_csv}: {len(missing)} listed file(s) missing from {root}: {', '.join(missing[:3])}"
+            f"{labels_csv}: {len(missing)} listed file(s) missing from {root}: "
+            f"{', '.join(printable(name) for name in missing[:3])}"
             + (" ..." if len(missing) > 3 else "")
         )
     if not items:

@@ -18,7 +18,8 @@ from typing import Any
 import yaml
 
 from ..errors import TrainingError, one_line
-from ..spec import BYPASS_MODES
+from ..files import printable, read_file
+from ..spec import BYPASS_MODES, MAX_CHANNELS, MAX_INPUT_SIZE
 
 
 def _option(default: Any, help: str, **metadata: Any) -> Any:
@@ -98,6 +99,8 @@ class TrainConfig:
     download: bool = _option(False, "let torchvision download CIFAR-10 (needs internet)")
     out: str | None = _option(None, "run folder (default runs/<date>-<time>)")
     resume: str | None = _option(None, "continue the run in this folder (nothing else needed)")
+    resume_previous: bool = _option(False, "with --resume: when the newest checkpoint is damaged, continue from "
+                                           "the newest intact one")
     checkpoint_every: int = _option(0, "also checkpoint every N optimizer steps (0: at epoch ends only)")
     keep: int = _option(2, "step checkpoints to keep besides last and best")
     stall_patience: int = _option(50, "steps at loss ln(num_classes) (or dead outputs) before stopping; 0: off")
@@ -124,36 +127,58 @@ class TrainConfig:
         return dataclasses.replace(cls(**FINETUNE_RECIPE), weights=str(weights), **changes)
 
     def validate(self) -> None:
-        positive = ("epochs", "batch_size", "eval_every")
-        for name in positive:
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise TrainingError(f"{flag_name(name)} must be a positive integer, got {value!r}")
-        for name in ("micro_batch", "image_size", "num_classes", "subset", "max_image_pixels"):
-            value = getattr(self, name)
-            if value is not None and (not isinstance(value, int) or value < 1):
-                raise TrainingError(f"{flag_name(name)} must be a positive integer, got {value!r}")
         for item in dataclasses.fields(self):
-            choices = item.metadata.get("choices")
             value = getattr(self, item.name)
+            choices = item.metadata.get("choices")
             if choices and value not in choices and not (value is None and item.default is None):
                 raise TrainingError(f"{flag_name(item.name)} must be one of {', '.join(choices)}, got {value!r}")
-        if self.lr is not None and not self.lr > 0:
-            raise TrainingError(f"--lr must be positive, got {self.lr!r}")
-        if self.warmup_epochs < 0 or self.weight_decay < 0 or not 0 <= self.label_smoothing < 1:
-            raise TrainingError("--warmup-epochs and --weight-decay must be >= 0, --label-smoothing in [0, 1)")
-        if not isinstance(self.test_shift, int) or isinstance(self.test_shift, bool) or self.test_shift < 0:
-            raise TrainingError(f"--test-shift must be an integer >= 0, got {self.test_shift!r}")
-        if self.checkpoint_every < 0 or self.keep < 1 or self.stall_patience < 0:
-            raise TrainingError("--checkpoint-every and --stall-patience must be >= 0, --keep >= 1")
-        if not 0 <= self.val_fraction < 1:
-            raise TrainingError(f"--val-fraction must be in [0, 1), got {self.val_fraction!r}")
-        if not self.backbone_lr_scale >= 0:
-            raise TrainingError(f"--backbone-lr-scale must be >= 0, got {self.backbone_lr_scale!r}")
+            limits = LIMITS.get(item.name)
+            if limits is not None and value is not None and not limits.admits(value, field_type(item.name)):
+                raise TrainingError(f"{flag_name(item.name)} must be {limits.describe(field_type(item.name))}, "
+                                    f"got {value!r}")
         if self.train == "classifier" and self.weights is None and not self.resume:
             raise TrainingError("--train classifier trains conv10 on a frozen backbone: give --weights to take the "
                                 "backbone from")
 
+
+@dataclass(frozen=True)
+class Limits:
+    """The range of a numeric setting, checked before any work starts (a seed of 2**70 or an image size of
+    100,000 would otherwise end in a traceback or a MemoryError)."""
+
+    low: float
+    high: float
+    low_open: bool = False  # the lowest value itself is excluded (a learning rate of 0)
+    high_open: bool = False
+
+    def admits(self, value: Any, kind: type) -> bool:
+        if isinstance(value, bool) or not isinstance(value, int if kind is int else (int, float)):
+            return False
+        if isinstance(value, float) and not math.isfinite(value):
+            return False
+        above = value > self.low if self.low_open else value >= self.low
+        below = value < self.high if self.high_open else value <= self.high
+        return above and below
+
+    def describe(self, kind: type) -> str:
+        if kind is int:
+            return f"an integer from {self.low:,} to {self.high:,}"
+        return f"a number in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}{')' if self.high_open else ']'}"
+
+
+LIMITS: dict[str, Limits] = {
+    "epochs": Limits(1, 100_000), "batch_size": Limits(1, 1_000_000), "micro_batch": Limits(1, 1_000_000),
+    "eval_every": Limits(1, 100_000), "image_size": Limits(1, MAX_INPUT_SIZE), "num_classes": Limits(1, MAX_CHANNELS),
+    "subset": Limits(1, 10**9), "crop_padding": Limits(0, 512), "seed": Limits(0, 2**32 - 1),
+    "workers": Limits(0, 64), "checkpoint_every": Limits(0, 10**9), "keep": Limits(1, 1_000),
+    "stall_patience": Limits(0, 10**9), "test_shift": Limits(0, 64), "max_image_pixels": Limits(1, 2**40),
+    "val_fraction": Limits(0, 1, high_open=True), "backbone_lr_scale": Limits(0, 1_000),
+    "lr": Limits(0, 1e30, low_open=True),  # any finite rate: a diverging run is the loop's to report
+    "warmup_epochs": Limits(0, 100_000),
+    "momentum": Limits(0, 1, high_open=True),
+    "weight_decay": Limits(0, 1), "label_smoothing": Limits(0, 1, high_open=True),
+    "dropout": Limits(0, 1, high_open=True), "time_limit": Limits(0, 10**9),
+}
 
 PAPER_LR, PAPER_BATCH = 0.04, 1024  # the SqueezeNet solver's base_lr (poly decay, power 1) at batch 1024
 DEFAULT_ARCH = "1_1"  # trained from scratch when neither --arch nor --weights names one
@@ -201,7 +226,7 @@ def adapt_to_data(config: TrainConfig, images: int, classes: int) -> tuple[Train
 # Settings a resumed run may change: they alter where and how fast it runs, or which epochs are scored,
 # never the weights it computes.
 RESUME_OVERRIDES = ("device", "workers", "progress", "tensorboard", "checkpoint_every", "keep", "time_limit",
-                    "keep_freed_memory", "eval_every")
+                    "keep_freed_memory", "eval_every", "resume_previous")
 
 
 def spec_overrides(config: TrainConfig) -> dict[str, Any]:
@@ -268,15 +293,21 @@ def load_config(path: str | Path, base: TrainConfig | None = None) -> TrainConfi
     return config_from_dict(read_config_file(path), str(path), base)
 
 
+MAX_CONFIG_BYTES = 64 * 1024  # a config of every flag with long paths is about 3 KB
+
+
 def read_config_file(path: str | Path) -> Any:
-    """The mapping a YAML config file holds (not yet checked: ``config_from_dict`` does that)."""
-    path = Path(path)
+    """The mapping a YAML config file holds (not yet checked: ``config_from_dict`` does that). The file's size is
+    bounded before it is parsed: a 50 MB scalar or 200,000 keys are refused at once instead of taking minutes."""
+    data = read_file(path, TrainingError, "config file", limit=MAX_CONFIG_BYTES)
     try:
-        values = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise TrainingError(f"{path}: config file not found") from None
-    except (OSError, UnicodeDecodeError, yaml.YAMLError, RecursionError) as error:  # RecursionError: deep nesting
-        raise TrainingError(f"{path}: not a readable YAML config ({one_line(error, 160)})") from None
+        values = yaml.safe_load(data.decode("utf-8"))
+    except (UnicodeDecodeError, yaml.YAMLError, RecursionError, ValueError) as error:
+        # RecursionError: deep nesting; ValueError: an integer of more digits than Python converts (4,300)
+        raise TrainingError(f"{printable(path)}: not a readable YAML config ({one_line(error, 160)})") from None
+    if isinstance(values, dict) and any(str(key).lstrip("-").replace("-", "_") == "resume" for key in values):
+        raise TrainingError(f"{printable(path)}: 'resume' is not a config key; continue a run with the flag "
+                            "--resume RUN (which checks that nothing else changed)")
     return values or {}  # an empty file is an empty config
 
 

@@ -12,6 +12,7 @@ import threading
 from pathlib import Path
 
 from ..errors import WeightsError
+from ..files import read_file, regular_file
 
 PathLike = str | os.PathLike[str]
 _UMASK_LOCK = threading.Lock()
@@ -83,18 +84,11 @@ def _sync_folder(folder: Path) -> None:
 
 
 def existing(path: PathLike) -> Path:
-    """``path`` as a Path, or a one-line WeightsError when it is missing or a folder."""
-    path = Path(path)
-    if not path.exists():
-        raise WeightsError(f"{path}: weights file not found")
-    if path.is_dir():
-        raise WeightsError(f"{path}: is a folder, not a weights file")
-    return path
+    """``path`` as a Path, or a one-line WeightsError when it is missing or not a regular file (a folder, a FIFO
+    that would block the read, a device such as /dev/zero that never ends)."""
+    return regular_file(path, WeightsError, "weights file")
 
 
 def read_bytes(path: Path) -> bytes:
-    try:
-        return path.read_bytes()
-    except OSError as error:
-        raise WeightsError(f"{path}: cannot read ({error.strerror or error})") from None
-
+    """The whole file, never more than its real size."""
+    return read_file(path, WeightsError, "weights file")

@@ -8,6 +8,7 @@ the network and its tensors fill it by name. Recognised by its first bytes
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import NamedTuple
@@ -70,9 +71,37 @@ def save(model: SqueezeNet, path: PathLike, metadata: Mapping[str, str] | None =
     return write_atomic(path, safetensors_bytes(tensors, metadata={**extra, **header}))
 
 
+# Far above any SqueezeNet's (52 tensors; 256 Fire modules with batch norm and bypasses: about 7,200) and its
+# header (a few KB; 21,841 class names: under 1 MB), so a forged header is refused before the library parses it.
+MAX_HEADER_BYTES = 16 << 20
+MAX_TENSORS = 16_384
+
+
+def _check_header(path: Path) -> None:
+    """The safetensors header bounded in bytes and in tensors (600,000 empty tensors took the library minutes)."""
+    try:
+        with open(path, "rb") as file:
+            size = os.fstat(file.fileno()).st_size
+            head = file.read(8)
+            length = int.from_bytes(head, "little") if len(head) == 8 else -1
+            if not 0 < length <= min(MAX_HEADER_BYTES, size - 8):
+                raise WeightsError(f"{path}: not a readable safetensors file (its header length {length:,} does not "
+                                   f"fit the file's {size:,} bytes or the limit of {MAX_HEADER_BYTES:,})")
+            header = json.loads(file.read(length))
+    except OSError as error:
+        raise WeightsError(f"{path}: cannot read ({error.strerror or error})") from None
+    except (ValueError, RecursionError):  # not UTF-8, not JSON, or a number of more digits than Python reads
+        raise WeightsError(f"{path}: not a readable safetensors file (its header is not JSON)") from None
+    if not isinstance(header, dict):
+        raise WeightsError(f"{path}: not a readable safetensors file (its header is not a JSON object)")
+    if len(header) - ("__metadata__" in header) > MAX_TENSORS:
+        raise WeightsError(f"{path}: holds {len(header):,} tensors; a SqueezeNet has at most {MAX_TENSORS:,}")
+
+
 def read_safetensors(path: PathLike) -> StoredWeights:
     """State dict, spec, preprocessing and the remaining metadata of a safetensors file; builds no model."""
     path = existing(path)
+    _check_header(path)
     try:
         with safe_open(str(path), framework="pt") as file:
             metadata = dict(file.metadata() or {})

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import json
 import math
+import reprlib
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +41,7 @@ import numpy as np
 import torch
 
 from ..errors import SqueezeNetError, WeightsError
+from ..files import read_file
 from ..model import SqueezeNet
 from ..preprocess import Preprocessing
 from ..spec import MAX_FIRE_MODULES, Spec
@@ -125,7 +127,10 @@ def decode_sqz(data: bytes, source: str = "sqz file") -> SqzContents:
     if not isinstance(tensors, list):
         raise WeightsError(f"{source}: header lists no tensors")
     names = [entry.get("name") if isinstance(entry, dict) else None for entry in tensors]
-    if sorted(map(str, names)) != sorted(expected):
+    if not all(isinstance(name, str) for name in names):
+        index = next(i for i, name in enumerate(names) if not isinstance(name, str))
+        raise WeightsError(f"{source}: header tensor {index} has no name (a string), got {reprlib.repr(names[index])}")
+    if sorted(names) != sorted(expected):
         missing = [n for n in expected if n not in names]
         extra = [n for n in names if n not in expected]
         what = f"no tensor {missing[0]!r}" if missing else (
@@ -157,16 +162,7 @@ def decode_sqz(data: bytes, source: str = "sqz file") -> SqzContents:
 
 def read_sqz(path: str | Path) -> SqzContents:
     """A whole .sqz file, decoded and checked; its size is limited before it is read."""
-    path = Path(path)
-    try:
-        size = path.stat().st_size
-        if size > MAX_FILE_BYTES:
-            raise WeightsError(f"{path}: {size:,} bytes is far larger than any .sqz file (limit {MAX_FILE_BYTES:,})")
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise WeightsError(f"{path}: weights file not found") from None
-    except OSError as error:
-        raise WeightsError(f"{path}: cannot read ({error.strerror or error})") from None
+    data = read_file(path, WeightsError, "weights file", limit=MAX_FILE_BYTES)
     return decode_sqz(data, str(path))
 
 

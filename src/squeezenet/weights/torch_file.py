@@ -38,8 +38,12 @@ def read(path: Path, arch: str | Spec | None) -> tuple[SqueezeNet, Preprocessing
 
 
 def _state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """The file's tensors; a zip archive (torch.save since 1.6) is mapped, not read, so a file of other shapes or
+    of huge tensors costs nothing before its shapes are refused, and only tensors that fit are ever read."""
+    with open(path, "rb") as file:
+        mapped = file.read(4) == b"PK\x03\x04"
     try:
-        loaded = torch.load(path, map_location="cpu", weights_only=True)
+        loaded = torch.load(path, map_location="cpu", weights_only=True, mmap=mapped)
     except Exception as error:  # torch raises many types (UnpicklingError, RuntimeError, EOFError...) on bad files
         raise WeightsError(f"{path}: not a readable PyTorch weights file ({one_line(error, 160)})") from None
     if isinstance(loaded, Mapping) and isinstance(loaded.get("state_dict"), Mapping):
