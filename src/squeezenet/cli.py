@@ -11,18 +11,22 @@ import dataclasses
 import json
 import sys
 from collections.abc import Callable, Collection, Sequence
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple, NoReturn
 
 from .errors import SqueezeNetError
+from .files import is_folder, printable
 from .flags import (
+    MAX_BATCH,
     add_backend_argument,
     add_image_limit_argument,
     add_spec_arguments,
     add_weights_arguments,
+    integer,
+    number,
     sizes,
     spec_from_args,
 )
-from .spec import PRESETS
+from .spec import MAX_CHANNELS, MAX_INPUT_SIZE, PRESETS
 
 if TYPE_CHECKING:
     from .model import SqueezeNet
@@ -105,7 +109,7 @@ def _add_predict(parser: argparse.ArgumentParser) -> Handler:
                         help="image files or folders; a folder means every image in it and in its subfolders "
                              "(recursively), in sorted path order")
     add_weights_arguments(parser)
-    parser.add_argument("--topk", type=int, default=5,
+    parser.add_argument("--topk", type=integer(1, MAX_CHANNELS), default=5,
                         help="classes to show per image (default 5, or every class when the model has fewer)")
     parser.add_argument("--json", action="store_true", help="print one JSON list")
     add_backend_argument(parser)
@@ -115,13 +119,11 @@ def _add_predict(parser: argparse.ArgumentParser) -> Handler:
 
 def _image_arguments(arguments: Sequence[str]) -> list[str]:
     """predict's IMAGE arguments with each folder replaced by its images (images.list_images: recursive, sorted)."""
-    from pathlib import Path
-
     from .images import list_images
 
     images: list[str] = []
     for argument in arguments:
-        images.extend(map(str, list_images(argument)) if Path(argument).is_dir() else [argument])
+        images.extend(map(str, list_images(argument)) if is_folder(argument) else [argument])
     return images
 
 
@@ -139,7 +141,7 @@ def _predict(args: argparse.Namespace) -> int:
                           for image, best in zip(images, results, strict=True)], indent=2))
         return 0
     for image, best in zip(images, results, strict=True):
-        print(image)
+        print(printable(image))
         for prediction in best:
             print(f"  {prediction.probability:7.2%}  {prediction.name} ({prediction.class_index})")
     return 0
@@ -151,8 +153,11 @@ def _add_evaluate(parser: argparse.ArgumentParser) -> Handler:
                         help="an ImageFolder tree (class subfolders) or a flat folder with a labels CSV")
     parser.add_argument("--labels", metavar="CSV", help="CSV with filename,class_index columns "
                                                         "(default: DIR/labels.csv for a flat folder)")
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--workers", type=int, default=0, help="image-decoding worker processes (default 0)")
+    parser.add_argument("--allow-outside-data", action="store_true",
+                        help="let the labels CSV name files outside DIR (../ or absolute paths), which are refused "
+                             "otherwise")
+    parser.add_argument("--batch-size", type=integer(1, MAX_BATCH), default=32, help="images per batch (default 32)")
+    parser.add_argument("--workers", type=integer(0, 64), default=0, help="image-decoding worker processes (default 0)")
     parser.add_argument("--json", action="store_true",
                         help='print {"top1": ..., "top5": ..., "n": ...} (fractions; no top5 for 5 classes or fewer)')
     add_backend_argument(parser)
@@ -167,7 +172,8 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     set_max_image_pixels(args.max_image_pixels)
     model = inference_model(args.weights, args.backend, arch=args.arch, preprocess=args.preprocess)
-    items, _ = labelled_images(args.data, args.labels, num_classes=model.meta.spec.num_classes)
+    items, _ = labelled_images(args.data, args.labels, num_classes=model.meta.spec.num_classes,
+                               allow_outside=args.allow_outside_data)
     result = evaluate(model, items, batch_size=args.batch_size, workers=args.workers, progress=sys.stderr.isatty())
     if args.json:
         print(json.dumps(result.to_dict()))
@@ -269,9 +275,9 @@ def _add_export(parser: argparse.ArgumentParser) -> Handler:
                         help="int8 post-training quantization (ONNX Runtime for onnx, NNCF for openvino, the PT2E "
                              "quantizers for executorch and tflite; ncnn: not from Python)")
     parser.add_argument("--calib", metavar="DIR", help="folder of real images to calibrate int8 on (needed by --int8)")
-    parser.add_argument("--calib-images", type=int, default=100, metavar="N",
+    parser.add_argument("--calib-images", type=integer(1, 100_000), default=100, metavar="N",
                         help="calibration images to use (default 100)")
-    parser.add_argument("--input-size", type=int, default=None, metavar="S",
+    parser.add_argument("--input-size", type=integer(1, MAX_INPUT_SIZE), default=None, metavar="S",
                         help="square input side of the graph (default: the preprocessing's crop)")
     return _export
 
@@ -298,11 +304,17 @@ def _add_benchmark(parser: argparse.ArgumentParser) -> Handler:
     parser.add_argument("--arch", default=None, choices=sorted(PRESETS),
                         help="architecture (default: from --weights, else 1_1)")
     parser.add_argument("--batch", type=sizes, default=(1, 32), help="batch sizes (default 1,32)")
-    parser.add_argument("--input-size", type=int, default=224, metavar="S", help="square input side (default 224)")
+    parser.add_argument("--input-size", type=integer(1, MAX_INPUT_SIZE), default=224, metavar="S",
+                        help="square input side (default 224)")
     parser.add_argument("--calib", metavar="DIR", help="real images to calibrate the int8 rows on (else skipped)")
-    parser.add_argument("--calib-images", type=int, default=100, metavar="N")
-    parser.add_argument("--warmup", type=int, default=10, help="untimed calls per batch size (default 10)")
-    parser.add_argument("--rounds", type=int, default=5, help="round-robin rounds over the backends (default 5)")
+    parser.add_argument("--calib-images", type=integer(1, 100_000), default=100, metavar="N")
+    parser.add_argument("--warmup", type=integer(0, 100_000), default=10,
+                        help="untimed calls per batch size (default 10)")
+    parser.add_argument("--rounds", type=integer(1, 1_000), default=5,
+                        help="round-robin rounds over the backends, at least (default 5)")
+    parser.add_argument("--max-seconds", type=number(0, 3600), default=60.0,
+                        help="after --rounds, more rounds until no row's median moves by over 2%% or this many "
+                             "seconds of timing have passed (default 60; 0: --rounds only)")
     parser.add_argument("--calls", type=sizes, default=None,
                         help="timed calls per round for each batch size, ascending (default 40 at batch 1, "
                              "else 128/batch)")
@@ -327,6 +339,7 @@ def _benchmark(args: argparse.Namespace) -> int:
     progress = None if args.json else (lambda message: print(f"[{message}]", file=sys.stderr, flush=True))
     report = run_benchmark(model, weights=args.weights, batches=args.batch, input_size=args.input_size,
                            warmup=args.warmup, rounds=args.rounds, calls=args.calls, calib_dir=args.calib,
+                           max_seconds=args.max_seconds,
                            calib_images=args.calib_images, only=args.backends, progress=progress)
     print(report.to_json() if args.json else report)
     return 0
@@ -371,7 +384,8 @@ def _add_compress(parser: argparse.ArgumentParser) -> Handler:
     parser.add_argument("--prune", default=default.prune, metavar="paper|none|DENSITY",
                         help="paper: Table 1's per-layer densities; none (default): keep every non-zero weight; "
                              "or one density in (0, 1] for every layer")
-    parser.add_argument("--bits", type=int, default=default.bits, help="bits per shared-weight code, 1..8 (default 6)")
+    parser.add_argument("--bits", type=integer(1, 8), default=default.bits,
+                        help="bits per shared-weight code, 1..8 (default 6)")
     parser.add_argument("--bits-per-layer", metavar="SPEC",
                         help='per-layer bits over --bits, by layer name or pattern: "conv1=8,fire*.squeeze=7"')
     parser.add_argument("--init", choices=(AUTO_INIT, *INITS), default=default.init,
@@ -381,13 +395,13 @@ def _add_compress(parser: argparse.ArgumentParser) -> Handler:
                         help="unlabelled images (for models whose training data is not at hand): weigh each "
                              "weight's k-means error by its Fisher information on them, and correct each layer's "
                              "mean shift after sharing on them")
-    parser.add_argument("--calib-images", type=int, default=default.calib_images, metavar="N",
+    parser.add_argument("--calib-images", type=integer(1, 100_000), default=default.calib_images, metavar="N",
                         help="calibration images to use, the first N in sorted order (default 100)")
     parser.add_argument("--no-fisher", dest="fisher", action="store_false",
                         help="with --calib: use the images for bias correction only")
     parser.add_argument("--no-bias-correction", dest="bias_correction", action="store_false",
                         help="with --calib: use the images for the Fisher weighting only")
-    parser.add_argument("--rate-cost", type=float, default=default.rate_cost,
+    parser.add_argument("--rate-cost", type=number(0, 1e6), default=default.rate_cost,
                         help="trade k-means error for shorter Huffman codes (entropy-constrained; try 1e-5 with "
                              "--calib; default 0: off)")
     parser.add_argument("--huffman", action="store_true", help="Huffman-code codes and gaps (each where smaller)")
@@ -402,8 +416,10 @@ def _add_compress(parser: argparse.ArgumentParser) -> Handler:
     parser.add_argument("--finetune-data", metavar="DATA",
                         help="fine-tune after pruning and after sharing on this training data (digits, a folder, "
                              "a .tar.gz) with the training loop")
-    parser.add_argument("--epochs", type=int, default=default.epochs, help="fine-tuning epochs per stage (default 1)")
-    parser.add_argument("--lr", type=float, default=default.lr, help="fine-tuning learning rate (default 0.004)")
+    parser.add_argument("--epochs", type=integer(1, 10_000), default=default.epochs,
+                        help="fine-tuning epochs per stage (default 1)")
+    parser.add_argument("--lr", type=number(0, 1_000), default=default.lr,
+                        help="fine-tuning learning rate (default 0.004)")
     parser.add_argument("--finetune-out", metavar="DIR", help="fine-tuning run folders (default FILE.finetune)")
     parser.add_argument("--eval-data", metavar="DATA",
                         help="measure top-1/top-5 before and after: labelled images (labels.csv or class "
@@ -501,10 +517,10 @@ def make_parser(commands: Collection[str] | None = None) -> tuple[argparse.Argum
     `squeezenet --help` or one subcommand does not import what every other subcommand needs."""
     from . import __version__
 
-    parser = argparse.ArgumentParser(prog="squeezenet", description=DESCRIPTION,
+    parser = OneLineParser(prog="squeezenet", description=DESCRIPTION,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"squeezenet {__version__}")
-    subcommands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    subcommands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=OneLineParser)
     handlers: dict[str, Handler] = {}
     for name, command in COMMANDS.items():
         subparser = subcommands.add_parser(name, help=command.help, description=command.description,
@@ -512,6 +528,14 @@ def make_parser(commands: Collection[str] | None = None) -> tuple[argparse.Argum
         if commands is None or name in commands:
             handlers[name] = command.add(subparser)
     return parser, handlers
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, with a bad flag reported in one line like every other error (argparse prints the usage above
+    it); ``--help`` still shows the usage."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {printable(message)} (see {self.prog} --help)\n")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -522,7 +546,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return handlers[args.command](args)
     except SqueezeNetError as error:
-        print(f"squeezenet {args.command}: error: {error}", file=sys.stderr)
+        print(f"squeezenet {args.command}: error: {printable(str(error))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"squeezenet {args.command}: interrupted", file=sys.stderr)

@@ -24,7 +24,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from .errors import DataError
+from .errors import DataError, SqueezeNetError
 from .images import open_image
 from .model import ModelMeta
 from .preprocess import Preprocessing, get_preprocessing
@@ -65,11 +65,36 @@ class _Images(Dataset):
         return self.preprocess(open_image(path)), label
 
 
+MAX_BATCH, MAX_WORKERS = 65_536, 64
+
+
 def _image_batches(items: Sequence[tuple[Path, int]], recipe: Preprocessing, batch_size: int,
-                   workers: int) -> DataLoader:
+                   workers: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     if not items:
         raise DataError("no images to run the model on")
-    return DataLoader(_Images(items, recipe), batch_size=batch_size, num_workers=workers)
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or not 1 <= batch_size <= MAX_BATCH:
+        raise DataError(f"--batch-size must be an integer from 1 to {MAX_BATCH:,}, got {batch_size!r}")
+    if isinstance(workers, bool) or not isinstance(workers, int) or not 0 <= workers <= MAX_WORKERS:
+        raise DataError(f"--workers must be an integer from 0 to {MAX_WORKERS}, got {workers!r}")
+    return _unwrapped(DataLoader(_Images(items, recipe), batch_size=batch_size, num_workers=workers))
+
+
+def _unwrapped(loader: DataLoader) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """The loader's batches, with an error raised in a worker process given back as the one line it had: torch
+    re-raises it in this process with the worker's whole traceback as its message."""
+    batches = iter(loader)
+    while True:
+        try:
+            batch = next(batches)
+        except StopIteration:
+            return
+        except SqueezeNetError as error:
+            if "\n" not in str(error):  # raised in this process: already one line
+                raise
+            kind = type(error)
+            last = next(line for line in reversed(str(error).splitlines()) if line.strip())
+            raise kind(last.removeprefix(f"{kind.__module__}.{kind.__qualname__}: ")) from None
+        yield batch
 
 
 @contextlib.contextmanager

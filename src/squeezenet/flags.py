@@ -13,10 +13,11 @@ import dataclasses
 from typing import Any
 
 from .errors import TrainingError
-from .spec import PRESETS, Metaparameters, Spec, get_spec
+from .spec import MAX_CHANNELS, PRESETS, Metaparameters, Spec, get_spec
 from .train.config import (
     DEFAULT_ARCH,
     FINETUNE_RECIPE,
+    LIMITS,
     RESUME_OVERRIDES,
     TrainConfig,
     config_from_dict,
@@ -55,13 +56,46 @@ def with_metaparameters(spec: Spec, args: argparse.Namespace, rename: bool) -> S
 # -- the network and its weights ------------------------------------------------------------------------------------
 
 
+def integer(low: int, high: int) -> Any:
+    """An argparse type: an integer from ``low`` to ``high``, else the one-line error naming the range (every
+    numeric flag has one, so --batch-size 0 or --seed 2**70 stops before any work)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text[:40]!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be an integer from {low:,} to {high:,}, got {text[:40]}")
+        return value
+    parse.__name__ = "integer"  # what argparse names in its messages
+    return parse
+
+
+def number(low: float, high: float) -> Any:
+    """An argparse type: a finite number in [low, high]."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text[:40]!r}") from None
+        if not low <= value <= high:  # also refuses nan
+            raise argparse.ArgumentTypeError(f"must be a number from {low:g} to {high:g}, got {text[:40]}")
+        return value
+    parse.__name__ = "number"
+    return parse
+
+
+MAX_BATCH = 65_536
+
+
 def sizes(text: str) -> tuple[int, ...]:
+    """Comma-separated sizes (batch sizes, input sides), each from 1 to 65,536."""
     try:
         sizes = tuple(int(part) for part in text.split(","))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
-    if not sizes or min(sizes) < 1:
-        raise argparse.ArgumentTypeError(f"sizes must be positive, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text[:40]!r}") from None
+    if not sizes or min(sizes) < 1 or max(sizes) > MAX_BATCH:
+        raise argparse.ArgumentTypeError(f"sizes must be from 1 to {MAX_BATCH:,}, got {text[:40]}")
     return sizes
 
 
@@ -69,7 +103,8 @@ def add_spec_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags that pick a preset and override its fields, shared by every subcommand that builds a model."""
     group = parser.add_argument_group("architecture")
     group.add_argument("--arch", default=None, help=f"preset: {', '.join(PRESETS)} (default 1_0)")
-    group.add_argument("--num-classes", type=int, help="classes of the final conv10 (default: the preset's)")
+    group.add_argument("--num-classes", type=integer(1, MAX_CHANNELS),
+                       help="classes of the final conv10 (default: the preset's)")
     group.add_argument("--bypass", choices=("none", "simple", "complex"), help="Section 6 bypass connections")
     add_metaparameter_arguments(group)
 
@@ -102,7 +137,7 @@ def add_weights_arguments(parser: argparse.ArgumentParser, required: bool = True
 
 
 def add_image_limit_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--max-image-pixels", type=int, default=None, metavar="N",
+    parser.add_argument("--max-image-pixels", type=integer(1, 2**40), default=None, metavar="N",
                         help="refuse images above N pixels as decompression bombs (default: Pillow's 89 million); "
                              "raise it for files you trust")
 
@@ -131,6 +166,8 @@ def add_train_arguments(parser: argparse.ArgumentParser, metaparameters: bool = 
         help_text = item.metadata["help"]
         if "default" not in help_text:
             help_text += f" (default: {item.default})"
+        if item.name in LIMITS:
+            help_text += f"; {LIMITS[item.name].describe(kind)}"
         if kind is bool:
             parser.add_argument(flag_name(item.name), action=argparse.BooleanOptionalAction, default=None,
                                 help=help_text)

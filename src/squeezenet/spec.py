@@ -22,6 +22,13 @@ from .errors import InputSizeError, SpecError
 
 BYPASS_MODES = ("none", "simple", "complex")
 MAX_FIRE_MODULES = 256  # far beyond any SqueezeNet (8); bounds the work a forged spec in a weights file can ask for
+# Bounds on what a spec (from flags, a config or a forged file) may ask for, far above any real SqueezeNet
+# (1.25M parameters, 1,000 classes, 512 channels, 227 pixels), so an absurd number is refused in one line
+# instead of trying to allocate terabytes.
+MAX_CHANNELS = 100_000  # filters of one layer, classes included (ImageNet-21k has 21,841)
+MAX_KERNEL = 64
+MAX_PARAMETERS = 100_000_000  # 400 MB of float32 weights
+MAX_INPUT_SIZE = 4096  # pixels a side
 
 
 def round_half_up(value: float) -> int:
@@ -140,14 +147,12 @@ class Spec:
     def validate(self) -> None:
         if not isinstance(self.name, str) or not self.name:
             raise SpecError(f"name must be a non-empty string, got {self.name!r}")
-        positive = (
-            "conv1_filters", "conv1_kernel", "conv1_stride", "pool_kernel", "pool_stride",
-            "num_classes", "in_channels",
-        )
-        for name in positive:
+        for name in ("conv1_filters", "num_classes", "in_channels"):
             _check_int(name, getattr(self, name), minimum=1)
-        _check_int("conv1_padding", self.conv1_padding, minimum=0)
-        _check_int("conv10_padding", self.conv10_padding, minimum=0)
+        for name in ("conv1_kernel", "conv1_stride", "pool_kernel", "pool_stride"):
+            _check_int(name, getattr(self, name), minimum=1, maximum=MAX_KERNEL)
+        _check_int("conv1_padding", self.conv1_padding, minimum=0, maximum=MAX_KERNEL)
+        _check_int("conv10_padding", self.conv10_padding, minimum=0, maximum=MAX_KERNEL)
         for flag in ("batch_norm", "final_relu", "allow_wide_squeeze"):
             if not isinstance(getattr(self, flag), bool):
                 raise SpecError(f"{flag} must be true or false, got {getattr(self, flag)!r}")
@@ -181,6 +186,9 @@ class Spec:
                     f"{name}.squeeze: s1x1 ({fire.squeeze}) must be less than e1x1 + e3x3 "
                     f"({fire.expand}) (the paper's Strategy 2); set allow_wide_squeeze to opt out"
                 )
+        if self.parameter_bound() > MAX_PARAMETERS:
+            raise SpecError(f"this spec has about {self.parameter_bound():,} parameters, over the limit of "
+                            f"{MAX_PARAMETERS:,} (SqueezeNet v1.0 has 1,248,424)")
         valid = ("conv1", *self.fire_names())
         for pool in self.pool_after:
             if pool not in valid:
@@ -190,8 +198,21 @@ class Spec:
 
     # -- geometry ------------------------------------------------------------
 
+    def parameter_bound(self) -> int:
+        """The parameters of the convolutions, at most a few per cent more than the network has (a complex bypass
+        is counted as if every Fire module had one): what bounds a spec before anything is allocated."""
+        total, channels = self.conv1_filters * (self.in_channels * self.conv1_kernel ** 2 + 1), self.conv1_filters
+        for fire in self.fire_modules():
+            total += fire.squeeze * (channels + 1) + fire.expand1x1 * (fire.squeeze + 1)
+            total += fire.expand3x3 * (9 * fire.squeeze + 1) + channels * fire.expand
+            channels = fire.expand
+        return total + self.num_classes * (channels + 1)
+
     def spatial_sizes(self, input_size: int) -> dict[str, int]:
         """Side length of each layer's output (pools included) for a square input."""
+        if isinstance(input_size, bool) or not isinstance(input_size, int) or not 1 <= input_size <= MAX_INPUT_SIZE:
+            raise InputSizeError(f"input size must be an integer from 1 to {MAX_INPUT_SIZE:,} pixels, "
+                                 f"got {input_size!r}")
         sizes = self._sizes_or_none(input_size)
         if sizes is None:
             minimum = self.min_input_size()
@@ -202,10 +223,10 @@ class Spec:
         return sizes
 
     def min_input_size(self) -> int:
-        for size in range(1, 4097):
+        for size in range(1, MAX_INPUT_SIZE + 1):
             if self._sizes_or_none(size) is not None:
                 return size
-        raise SpecError("this spec needs an input larger than 4096 pixels")
+        raise SpecError(f"this spec needs an input larger than {MAX_INPUT_SIZE:,} pixels")
 
     def _sizes_or_none(self, input_size: int) -> dict[str, int] | None:
         size = (input_size + 2 * self.conv1_padding - self.conv1_kernel) // self.conv1_stride + 1
@@ -280,10 +301,9 @@ def pool_name(after: str) -> str:
     return "pool" + after.removeprefix("conv").removeprefix("fire")
 
 
-def _check_int(name: str, value: Any, minimum: int) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        kind = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
-        raise SpecError(f"{name} must be {kind}, got {value!r}")
+def _check_int(name: str, value: Any, minimum: int, maximum: int = MAX_CHANNELS) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or not minimum <= value <= maximum:
+        raise SpecError(f"{name} must be an integer from {minimum} to {maximum:,}, got {value!r}")
 
 
 # -- the registry of named variants ------------------------------------------

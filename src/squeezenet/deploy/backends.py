@@ -29,6 +29,7 @@ from torch import nn
 
 from ..errors import ExportError, InputSizeError, SqueezeNetError, WeightsError, one_line
 from ..extras import require
+from ..files import printable
 from ..model import ModelMeta
 from ..preprocess import Preprocessing
 from ..spec import PRESETS, Spec
@@ -269,10 +270,17 @@ def onnxruntime_backend(path: str | Path | bytes, name: str = "onnxruntime", thr
     except Exception as error:
         where = "ONNX bytes" if isinstance(path, bytes) else str(path)
         raise WeightsError(f"{where}: ONNX Runtime cannot load it ({first_line(error)})") from None
-    graph_input = session.get_inputs()[0]
+    where = "ONNX bytes" if isinstance(path, bytes) else str(path)
+    inputs, outputs = session.get_inputs(), session.get_outputs()
+    check_classifier_io([(item.name, item.type == "tensor(float)", len(item.shape)) for item in inputs],
+                        [(item.name, item.type == "tensor(float)", len(item.shape)) for item in outputs], where)
+    graph_input = inputs[0]
 
     def run(batch: np.ndarray) -> np.ndarray:
-        return session.run(None, {graph_input.name: batch})[0]
+        try:
+            return session.run([outputs[0].name], {graph_input.name: batch})[0]
+        except Exception as error:  # a graph that loads but fails on a real input (a reshape that cannot hold)
+            raise WeightsError(f"{where}: ONNX Runtime failed to run the model ({first_line(error)})") from None
 
     details = {"runtime": "onnxruntime", "threads": threads or "default"}
     return Backend(name, run, _static_shape(graph_input.shape), details, meta)
@@ -286,9 +294,9 @@ def openvino_backend(model: Any, name: str = "openvino", config: dict[str, Any] 
     ``details`` records what it chose.
     """
     ov = require("openvino", "the openvino backend")
-    meta = None
+    meta, model_path = None, None
     if isinstance(model, (str, Path)):
-        path = Path(model)
+        path = model_path = Path(model)
         if path.suffix.lower() == ".onnx":  # OpenVINO does not carry ONNX metadata_props over: read them here
             meta = _meta_from(_onnx_metadata(read_onnx(path)), path)
         model = _read_with_openvino(path)
@@ -300,10 +308,15 @@ def openvino_backend(model: Any, name: str = "openvino", config: dict[str, Any] 
         compiled = ov.Core().compile_model(model, "CPU", dict(config or {}))
     except Exception as error:
         raise WeightsError(f"OpenVINO cannot compile the model ({first_line(error)})") from None
+    where = str(model_path) if model_path is not None else "the OpenVINO model"
+    check_classifier_io(_ports(compiled.inputs, ov.Type.f32), _ports(compiled.outputs, ov.Type.f32), where)
     request = compiled.create_infer_request()
 
     def run(batch: np.ndarray) -> np.ndarray:
-        return request.infer({0: batch}, share_inputs=True)[0].copy()
+        try:
+            return request.infer({0: batch}, share_inputs=True)[0].copy()
+        except Exception as error:
+            raise WeightsError(f"{where}: OpenVINO failed to run the model ({first_line(error)})") from None
 
     details: dict[str, Any] = {"runtime": "openvino", "config": {k: str(v) for k, v in (config or {}).items()}}
     for key in ("INFERENCE_PRECISION_HINT", "PERFORMANCE_HINT", "NUM_STREAMS", "INFERENCE_NUM_THREADS"):
@@ -313,6 +326,40 @@ def openvino_backend(model: Any, name: str = "openvino", config: dict[str, Any] 
     shape = compiled.input(0).get_partial_shape()
     dims = [dim.get_length() if dim.is_static else None for dim in shape]
     return Backend(name, run, _static_shape(dims), details, meta)
+
+
+def _ports(ports: Sequence[Any], f32: Any) -> list[tuple[str, bool, int]]:
+    """OpenVINO's inputs or outputs as check_classifier_io takes them (a dynamic rank counts as -1)."""
+    described = []
+    for port in ports:
+        names = port.get_names()
+        rank = port.get_partial_shape().rank
+        described.append((next(iter(names), "?"), port.get_element_type() == f32,
+                          rank.get_length() if rank.is_static else -1))
+    return described
+
+
+def check_classifier_io(inputs: Sequence[tuple[str, bool, int]], outputs: Sequence[tuple[str, bool, int]],
+                        where: str) -> None:
+    """A model file that is an image classifier: one float32 input of rank 4 (N, C, H, W) and a first output of
+    float32 logits of rank 2 (N, classes). Each entry is (name, is float32, rank). Checked when the file is opened,
+    so a foreign model (two inputs, token ids, a 1-D output) is refused in one line, not at the first image."""
+    if len(inputs) != 1:
+        names = ", ".join(printable(name) for name, _, _ in inputs)
+        raise WeightsError(f"{where}: not an image classifier: {len(inputs)} inputs ({names}), where a SqueezeNet "
+                           "has one image batch")
+    name, is_float, rank = inputs[0]
+    if not is_float or rank != 4:
+        raise WeightsError(f"{where}: not an image classifier: input {printable(name)!r} is "
+                           f"{'float32' if is_float else 'not float32'} of rank {rank}, not a float32 (N, C, H, W) "
+                           "batch")
+    if not outputs:
+        raise WeightsError(f"{where}: not an image classifier: the model has no output")
+    name, is_float, rank = outputs[0]
+    if not is_float or rank != 2:
+        raise WeightsError(f"{where}: not an image classifier: output {printable(name)!r} is "
+                           f"{'float32' if is_float else 'not float32'} of rank {rank}, not float32 logits "
+                           "(N, classes)")
 
 
 def _static_shape(shape: Sequence[Any]) -> tuple[int, int, int] | None:

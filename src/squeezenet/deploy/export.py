@@ -30,6 +30,7 @@ from torch import nn
 from ..cache import cache_dir
 from ..errors import DataError, ExportError, SqueezeNetError
 from ..extras import require
+from ..files import printable
 from ..images import list_images
 from ..model import ModelMeta
 from ..preprocess import Preprocessing
@@ -215,6 +216,16 @@ def calibration_inputs(directory: str | Path, preprocess: Preprocessing, limit: 
 
 
 # -- ONNX ---------------------------------------------------------------------------------
+
+
+def _check_output(path: Path) -> None:
+    """Refuse an output path that cannot be written before any work (an export takes up to a minute)."""
+    if path.is_dir():
+        raise ExportError(f"{printable(path)}: is a folder; --out names the file to write (e.g. {path / 'model.onnx'})")
+    folder = next((parent for parent in path.absolute().parents if parent.exists()), None)
+    if folder is None or not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+        raise ExportError(f"{printable(path)}: cannot write here ({printable(folder or path.parent)} is not a "
+                          "writable folder)")
 
 
 @contextlib.contextmanager
@@ -534,6 +545,7 @@ def export_device(model: nn.Module, path: str | Path, file_format: str, *, input
 def export(model: nn.Module, path: str | Path, format: str = "onnx", *,
            calibration: Sequence[np.ndarray] | None = None, input_size: int | None = None) -> Path:
     """Any of FORMATS by name, float32 or (with ``calibration``) int8: the CLI's and ``sq.export``'s entry point."""
+    _check_output(Path(path))
     if format == "onnx":
         return export_onnx(model, path, input_size=input_size, calibration=calibration)
     if format == "openvino":
