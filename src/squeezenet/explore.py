@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ExploreError, SpecError, TrainingError
+from .files import FileLocked, locked
 from .model import summary
 from .spec import BYPASS_MODES, Metaparameters, Spec, get_spec
 from .train import RESUME_OVERRIDES, TrainConfig, read_metrics, spec_overrides, train
@@ -213,16 +214,10 @@ def _check_settings(out: Path, settings: dict[str, Any]) -> None:
 def _exclusive(out: Path) -> Iterator[None]:
     """One explore process per sweep folder; the lock goes with the process, even on SIGKILL."""
     try:
-        import fcntl
-    except ImportError:  # Windows: no advisory locks, no check
-        yield
-        return
-    with open(out / ".lock", "w") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            raise ExploreError(f"{out}: another explore process is running in this folder") from None
-        yield
+        with locked(out / ".lock", wait=False):
+            yield
+    except FileLocked as busy:
+        raise ExploreError(f"{out}: another explore process is running in this folder ({busy.holder})") from None
 
 
 def _read_status(folder: Path) -> dict[str, Any]:

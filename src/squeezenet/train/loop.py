@@ -25,7 +25,7 @@ from torch import nn
 from tqdm import tqdm
 
 from ..data import Key, batches, epoch_order
-from ..errors import TrainingError
+from ..errors import TrainingError, one_line
 from ..evaluate import Tally
 from ..model import SqueezeNet
 from ..spec import Spec
@@ -33,7 +33,7 @@ from .config import TrainConfig
 from .distributed import Processes, all_sum, barrier, gather, share_buffers, start_processes, stop, wrap
 from .memory import keep_freed_memory
 from .run_folder import RunFolder, rng_state, seed_everything, set_rng_state
-from .setup import Setup, cache_features, resolve_run, set_up, train_mode
+from .setup import Setup, cache_features, resolve_run, resume_state, run_folder, set_up, train_mode
 
 
 @dataclass
@@ -58,8 +58,31 @@ def run(config: TrainConfig, model: SqueezeNet | None = None, spec: Spec | None 
 
 def _train(config: TrainConfig, processes: Processes, initial: SqueezeNet | None, spec: Spec | None) -> TrainResult:
     config.validate()
-    config, run, state = resolve_run(config, processes)
-    config.validate()
+    run = run_folder(config, processes)
+    with _holding(run, processes, create=not config.resume):  # before the folder is read: another run may write it
+        config = resolve_run(config, run)
+        config.validate()
+        return _train_in(config, processes, run, resume_state(config, run), initial, spec)
+
+
+@contextlib.contextmanager
+def _holding(run: RunFolder, processes: Processes, create: bool) -> Iterator[None]:
+    """The run folder's lock, held by process 0 (which writes the folder) for all; when another run holds it,
+    every process refuses."""
+    with contextlib.ExitStack() as held:
+        refusal = None
+        if processes.main:
+            try:
+                held.enter_context(run.hold(create))
+            except TrainingError as error:
+                refusal = str(error)
+        if (refusal := gather(refusal, processes)[0]) is not None:
+            raise TrainingError(refusal)
+        yield
+
+
+def _train_in(config: TrainConfig, processes: Processes, run: RunFolder, state: dict[str, Any] | None,
+              initial: SqueezeNet | None, spec: Spec | None) -> TrainResult:
     if config.keep_freed_memory and processes.device.type == "cpu":
         keep_freed_memory()
     seed_everything(config.seed + processes.rank)  # dropout differs across processes; the data order does not
@@ -122,9 +145,13 @@ def _restore(setup: Setup, state: dict[str, Any]) -> Position:
     from ..weights.io import read_safetensors
 
     processes, run = setup.processes, setup.run
-    stored = read_safetensors(run.path / state["weights"])
-    setup.model.load_state_dict({k: v.to(processes.device) for k, v in stored.state_dict.items()})
-    setup.optimizer.load_state_dict(state["optimizer"])
+    weights = run.path / state["weights"]
+    stored = read_safetensors(weights)
+    try:
+        setup.model.load_state_dict({k: v.to(processes.device) for k, v in stored.state_dict.items()})
+    except RuntimeError as error:  # missing keys or size mismatches: weights of another network
+        raise TrainingError(f"{weights}: does not fit the run's network ({one_line(error, 160)})") from None
+    _load_optimizer(setup.optimizer, state["optimizer"], run.state)
     position = Position(state["epoch"], state["batch_in_epoch"], state["step"], state["best"],
                         torch.tensor(state["epoch_totals"], dtype=torch.float64))
     rng = state["rng"]
@@ -136,6 +163,22 @@ def _restore(setup: Setup, state: dict[str, Any]) -> Position:
         run.rewind_metrics(position.step)
         run.remove_partial_writes()
     return position
+
+
+def _load_optimizer(optimizer: torch.optim.Optimizer, saved: dict[str, Any], path: Path) -> None:
+    """The optimizer's state, checked to be one of this network's: torch accepts momentum buffers of other shapes
+    and fails only at the next step."""
+    try:
+        optimizer.load_state_dict(saved)
+    except (ValueError, KeyError, TypeError, RuntimeError, IndexError) as error:
+        raise TrainingError(f"{path}: field 'optimizer' is not this run's optimizer ({one_line(error, 160)})") \
+            from None
+    for group in optimizer.param_groups:
+        for parameter in group["params"]:
+            for name, value in optimizer.state.get(parameter, {}).items():
+                if isinstance(value, torch.Tensor) and value.dim() > 0 and value.shape != parameter.shape:
+                    raise TrainingError(f"{path}: field 'optimizer' holds a {name} of shape {tuple(value.shape)} "
+                                        f"for a parameter of shape {tuple(parameter.shape)}: another network's")
 
 
 def _checkpoint(setup: Setup, position: Position, is_best: bool, metrics: dict[str, Any]) -> None:

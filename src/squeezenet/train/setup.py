@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
 from torch import nn
 from tqdm import tqdm
 
@@ -23,26 +24,48 @@ from ..images import set_max_image_pixels
 from ..model import SqueezeNet
 from ..preprocess import Preprocessing
 from ..spec import Spec, get_spec
-from .config import DEFAULT_ARCH, RESUME_OVERRIDES, TrainConfig, adapt_to_data, load_config, spec_overrides
+from .config import (
+    DEFAULT_ARCH,
+    RESUME_OVERRIDES,
+    TrainConfig,
+    adapt_to_data,
+    config_to_yaml,
+    load_config,
+    spec_overrides,
+)
 from .distributed import Processes, gather
 from .memory import micro_batch
 from .run_folder import RunFolder
 
 
-def resolve_run(config: TrainConfig, processes: Processes) -> tuple[TrainConfig, RunFolder, dict | None]:
-    """The config to run, its folder, and the checkpoint state to resume from (None for a new run)."""
+def run_folder(config: TrainConfig, processes: Processes) -> RunFolder:
+    """The folder the run trains in: --resume's, --out, or runs/<date>-<time> (the same in every process)."""
     if config.resume:
-        run = RunFolder(Path(config.resume))
-        if not run.config.is_file():
-            raise TrainingError(f"{run.path}: no config.yaml here; not a run folder")
-        saved = load_config(run.config)
-        defaults = TrainConfig()
-        overrides = {n: getattr(config, n) for n in RESUME_OVERRIDES if getattr(config, n) != getattr(defaults, n)}
-        return dataclasses.replace(saved, **overrides, resume=str(run.path), out=str(run.path)), run, run.read_state()
-    out = config.out
-    if out is None:  # every process must agree on the folder
-        out = gather(f"runs/{time.strftime('%Y%m%d-%H%M%S')}", processes)[0]
-    return dataclasses.replace(config, out=out), RunFolder(Path(out)), None
+        return RunFolder(Path(config.resume))
+    return RunFolder(Path(config.out or gather(f"runs/{time.strftime('%Y%m%d-%H%M%S')}", processes)[0]))
+
+
+def resolve_run(config: TrainConfig, run: RunFolder) -> TrainConfig:
+    """The config to run: a resumed run's own config.yaml with the settings a resume may change, else ``config``
+    with its folder."""
+    if not config.resume:
+        return dataclasses.replace(config, out=str(run.path))
+    if not run.config.is_file():
+        raise TrainingError(f"{run.path}: no config.yaml here; not a run folder")
+    saved = load_config(run.config)
+    defaults = TrainConfig()
+    overrides = {n: getattr(config, n) for n in RESUME_OVERRIDES if getattr(config, n) != getattr(defaults, n)}
+    return dataclasses.replace(saved, **overrides, resume=str(run.path), out=str(run.path))
+
+
+def resume_state(config: TrainConfig, run: RunFolder) -> dict[str, Any] | None:
+    """The checkpoint a resumed run starts from, checked against its config.yaml (None for a new run). Read once
+    the folder is locked, so no other process is writing it."""
+    if not config.resume:
+        return None
+    state = run.read_state(fall_back=config.resume_previous)
+    check_unchanged(run, load_config(run.config), state)
+    return state
 
 
 @dataclass
@@ -78,6 +101,26 @@ class Setup:
                 f"{spec.num_classes} classes, {self.steps_per_epoch} steps x {config.epochs} epochs, batch "
                 f"{config.batch_size} = {self.processes.world} process(es) x {self.accumulation} x {self.micro}, "
                 f"peak lr {config.peak_lr:.4g}, on {self.processes.device}; run folder {self.run.path}")
+
+
+def check_unchanged(run: RunFolder, saved: TrainConfig, state: dict[str, Any]) -> None:
+    """config.yaml as the checkpoint was written with it (a checkpoint stores its config): an edited or emptied
+    file would otherwise resume another run on these weights. The settings a resume may change are left out."""
+    if not isinstance(state.get("config"), str):
+        return  # a checkpoint from before checkpoints stored their config
+    try:
+        written = yaml.safe_load(state["config"])
+    except yaml.YAMLError:
+        written = None
+    if not isinstance(written, dict):
+        raise TrainingError(f"{run.state}: field 'config' is not the YAML mapping of a run's config")
+    now = yaml.safe_load(config_to_yaml(saved))
+    free = {name.replace("_", "-") for name in (*RESUME_OVERRIDES, "out")}  # out: the folder, however spelled
+    for key in sorted((set(written) | set(now)) - free):
+        if written.get(key) != now.get(key):
+            raise TrainingError(f"{run.config}: {key} is {now.get(key)!r}, but the checkpoint was trained with "
+                                f"{written.get(key)!r}; a run's config cannot change (restore config.yaml, or "
+                                "start a new run)")
 
 
 def set_up(config: TrainConfig, processes: Processes, run: RunFolder, initial: SqueezeNet | None,
