@@ -279,11 +279,11 @@ def test_cli_calibrates_on_unlabelled_images(tmp_path: Path, capsys: pytest.Capt
 
 @pytest.mark.parametrize(("argv", "message"), [
     (["--prune", "2"], "density must be a number in"),
-    (["--bits", "9"], "bits must be an integer from 1 to 8"),
+    (["--bits", "9"], "--bits: must be an integer from 1 to 8"),
     (["--bits-per-layer", "fire99.squeeze=3"], "matches no layer"),
     (["--bits-per-layer", "conv1"], "expected NAME=VALUE"),
     (["--gap-bits", "many"], "--gap-bits must be an integer or auto"),
-    (["--rate-cost", "-1"], "rate_cost must be >= 0"),
+    (["--rate-cost", "-1"], "--rate-cost: must be a number from 0 to"),
     (["--calib", "/nonexistent/folder"], "/nonexistent/folder"),
 ])
 def test_cli_bad_settings_are_one_line_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str],

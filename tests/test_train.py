@@ -193,7 +193,7 @@ def test_eval_every_scores_only_those_epochs_and_the_last(tmp_path):
     assert result.best["epoch"] == best_epoch
     assert read_safetensors(run / "best.safetensors").metadata["epoch"] == str(best_epoch)
     assert plot_run(run).stat().st_size > 10_000  # the test curve has gaps, the train curve has none
-    with pytest.raises(TrainingError, match="eval-every must be a positive integer"):
+    with pytest.raises(TrainingError, match="eval-every must be an integer from 1 to"):
         train(TrainConfig(**TINY, eval_every=0, out=str(tmp_path / "zero")))
 
 
