@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 
 from shared_files import CAFFEMODEL_V11, CIFAR10
-from squeezenet.machine import MachineCheck
+from squeezenet.machine import watched
 
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
@@ -201,13 +201,8 @@ def main() -> None:
         args.budget_minutes = 30.0 if args.mode == "full" else 10.0
     modes = {"recipe": recipe, "fewshot": fewshot, "first-model": first_model, "full": full,
              "small-scratch": small_scratch}
-    check = MachineCheck.start()  # the figures are results only if the machine stayed quiet
-    print(f"machine: load average {check.load_before}, float32 matmul {check.gflops_before:.0f} GFLOP/s", flush=True)
-    modes[args.mode](args)
-    check.finish()
-    if check.busy:
-        print(f"warning: {check.busy}", flush=True)
-    print(json.dumps({"machine_check": check.to_dict()}), flush=True)
+    with watched(lambda line: print(line, flush=True)):  # the figures are results only if the machine stayed quiet
+        modes[args.mode](args)
 
 
 if __name__ == "__main__":

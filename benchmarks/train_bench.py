@@ -40,7 +40,7 @@ import torchvision
 import squeezenet as sq
 from shared_files import CIFAR10, IMAGENET_SAMPLES
 from squeezenet.data import load_datasets
-from squeezenet.machine import MachineCheck
+from squeezenet.machine import watched
 from squeezenet.plots import plot_run
 from squeezenet.train import TrainConfig, config_to_yaml, keep_freed_memory, read_metrics, spec_overrides
 
@@ -320,13 +320,8 @@ def main() -> None:
     b.add_argument("--processes", type=int, default=1,
                    help="train as N single-threaded processes under torchrun (data parallel) instead of one")
     args = parser.parse_args()
-    check = MachineCheck.start()  # the figures are results only if the machine stayed quiet
-    print(f"machine: load average {check.load_before}, float32 matmul {check.gflops_before:.0f} GFLOP/s", flush=True)
-    {"throughput": throughput, "baseline": baseline, "profile": profile, "cifar": cifar}[args.part](args)
-    check.finish()
-    if check.busy:
-        print(f"warning: {check.busy}", flush=True)
-    print(json.dumps({"machine_check": check.to_dict()}), flush=True)
+    with watched(lambda line: print(line, flush=True)):  # the figures are results only if the machine stayed quiet
+        {"throughput": throughput, "baseline": baseline, "profile": profile, "cifar": cifar}[args.part](args)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, NamedTuple, NoReturn
 from .errors import SqueezeNetError
 from .files import is_folder, printable
 from .flags import (
-    MAX_BATCH,
     add_backend_argument,
     add_image_limit_argument,
     add_spec_arguments,
@@ -26,7 +25,7 @@ from .flags import (
     sizes,
     spec_from_args,
 )
-from .spec import MAX_CHANNELS, MAX_INPUT_SIZE, PRESETS
+from .spec import MAX_BATCH, MAX_CHANNELS, MAX_INPUT_SIZE, PRESETS
 
 if TYPE_CHECKING:
     from .model import SqueezeNet

@@ -28,6 +28,7 @@ from .errors import DataError, SqueezeNetError
 from .images import open_image
 from .model import ModelMeta
 from .preprocess import Preprocessing, get_preprocessing
+from .spec import MAX_BATCH
 
 if TYPE_CHECKING:
     from .deploy.backends import Classifier
@@ -65,7 +66,7 @@ class _Images(Dataset):
         return self.preprocess(open_image(path)), label
 
 
-MAX_BATCH, MAX_WORKERS = 65_536, 64
+MAX_WORKERS = 64
 
 
 def _image_batches(items: Sequence[tuple[Path, int]], recipe: Preprocessing, batch_size: int,

@@ -13,7 +13,7 @@ import dataclasses
 from typing import Any
 
 from .errors import TrainingError
-from .spec import MAX_CHANNELS, PRESETS, Metaparameters, Spec, get_spec
+from .spec import MAX_BATCH, MAX_CHANNELS, PRESETS, Metaparameters, Spec, get_spec
 from .train.config import (
     DEFAULT_ARCH,
     FINETUNE_RECIPE,
@@ -83,9 +83,6 @@ def number(low: float, high: float) -> Any:
         return value
     parse.__name__ = "number"
     return parse
-
-
-MAX_BATCH = 65_536
 
 
 def sizes(text: str) -> tuple[int, ...]:

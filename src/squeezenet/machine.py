@@ -10,9 +10,11 @@ threads still count), or the two matmul figures apart by more than ``MARGIN``.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import platform
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -102,3 +104,16 @@ class MachineCheck:
         return {"cores": self.cores, "load_average_before": rounded(self.load_before),
                 "load_average_after": rounded(self.load_after), "matmul_gflops_before": rounded(self.gflops_before),
                 "matmul_gflops_after": rounded(self.gflops_after), "busy": self.busy}
+
+
+@contextlib.contextmanager
+def watched(say: Callable[[str], None] = print) -> Iterator[MachineCheck]:
+    """Measure the machine around a benchmark script's work: a line at the start, then at the end a warning when
+    it was busy and the check as one JSON line (what the benchmark scripts print)."""
+    check = MachineCheck.start()
+    say(f"machine: load average {check.load_before}, float32 matmul {check.gflops_before:.0f} GFLOP/s")
+    yield check
+    check.finish()
+    if check.busy:
+        say(f"warning: {check.busy}")
+    say(json.dumps({"machine_check": check.to_dict()}))

@@ -29,6 +29,7 @@ MAX_CHANNELS = 100_000  # filters of one layer, classes included (ImageNet-21k h
 MAX_KERNEL = 64
 MAX_PARAMETERS = 100_000_000  # 400 MB of float32 weights
 MAX_INPUT_SIZE = 4096  # pixels a side
+MAX_BATCH = 65_536  # images in one batch
 
 
 def round_half_up(value: float) -> int:

@@ -25,10 +25,9 @@ import numpy as np
 import pytest
 import torch
 
-import squeezenet as sq
-
 from ..conftest import shared_path
 from .guard import read_fine, refused, run_cli
+from .test_fuzz_weights import net_file, sqz_file  # noqa: F401 (fixtures: the .sqz made from the paper's file)
 
 CAFFE = "weights/caffe_v1.1/squeezenet_v1.1.caffemodel"
 NET = "weights/deep_compression_v1.0/compressed_SqueezeNet.net"
@@ -283,14 +282,13 @@ def test_odd_file_names_print_as_one_escaped_line(tmp_path: Path) -> None:
 
 def _onnx(path: Path, inputs: list[tuple[str, int, list]], outputs: list[tuple[str, int, list]],
           nodes: list, initializers: list | None = None) -> Path:
-    from onnx import TensorProto, helper, save
+    from onnx import helper, save
 
     graph = helper.make_graph(nodes, "foreign", [helper.make_tensor_value_info(n, t, s) for n, t, s in inputs],
                               [helper.make_tensor_value_info(n, t, s) for n, t, s in outputs], initializers or [])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     save(model, str(path))
-    del TensorProto
     return path
 
 
@@ -387,16 +385,8 @@ def test_config_bombs_are_refused(tmp_path: Path, case: str) -> None:
 # -- other readers ------------------------------------------------------------------------------------------------
 
 
-def _sqz_with_listed_name(path: Path) -> Path:
-    from squeezenet.compress import sqz
-    from squeezenet.weights import deep_compression
-    from squeezenet.weights.names import layer_names
-
-    model = sq.load(shared_path(NET))
-    state = model.state_dict()
-    biases = [state[f"{row.module}.bias"].shape[0] for row in layer_names(model.spec) if row.deep_compression]
-    shared = sqz.shared_from_net(deep_compression.parse(shared_path(NET).read_bytes(), biases), model)
-    encoded, _ = sqz.encode_sqz(model, shared, sqz.Encoding())
+def _sqz_with_listed_name(path: Path, encoded: bytes) -> Path:
+    """The paper's Deep Compression file as a .sqz (the fuzz suite's own), its first tensor named by a list."""
     length = struct.unpack("<I", encoded[4:8])[0]
     header = json.loads(zlib.decompress(encoded[8:8 + length]))
     header["tensors"][0]["name"] = ["features.conv1.weight"]
@@ -430,7 +420,7 @@ def _eps_named_jpg(path: Path) -> Path:
 
 
 READERS = {
-    "a .sqz tensor name that is a list": (_sqz_with_listed_name, "summary"),
+    "a .sqz tensor name that is a list": (None, "summary"),  # built from the sqz_file fixture
     "600,000 empty safetensors tensors": (_safetensors_of_empty_tensors, "summary"),
     "a 9000x9000 RGBA PNG": (lambda path: _flat_png(path, 9000, 8, 6, 4), "predict"),
     "EPS named .jpg": (_eps_named_jpg, "predict"),
@@ -438,10 +428,11 @@ READERS = {
 
 
 @pytest.mark.parametrize("case", sorted(READERS))
-def test_other_readers_refuse_forged_files(tmp_path: Path, case: str) -> None:
+def test_other_readers_refuse_forged_files(tmp_path: Path, case: str, request: pytest.FixtureRequest) -> None:
     build, command = READERS[case]
     suffix = {"summary": ".sqz" if "sqz" in case else ".safetensors", "predict": ".png" if "PNG" in case else ".jpg"}
-    path = build(tmp_path / f"forged{suffix[command]}")
+    path = tmp_path / f"forged{suffix[command]}"
+    path = build(path) if build is not None else _sqz_with_listed_name(path, request.getfixturevalue("sqz_file")[0])
     argv = ["summary", "--weights", path] if command == "summary" else \
         ["predict", path, "--weights", shared_path(CAFFE)]
     refused("other readers", case, run_cli(*argv), path)

@@ -97,7 +97,7 @@ class RunFolder:
     def read_state(self, fall_back: bool = False) -> dict[str, Any]:
         """The checkpoint a resume starts from, checked field by field. When the newest is damaged, the error
         names the newest intact step checkpoint, which ``fall_back`` takes instead (with a warning)."""
-        if not self.state.is_file() and not self.state.is_symlink():
+        if not self.state.exists():
             raise TrainingError(f"{self.path}: no state.pt here; not a run folder, or no checkpoint was written yet")
         try:
             return self._checked_state(self.state)

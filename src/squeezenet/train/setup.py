@@ -64,7 +64,7 @@ def resume_state(config: TrainConfig, run: RunFolder) -> dict[str, Any] | None:
     if not config.resume:
         return None
     state = run.read_state(fall_back=config.resume_previous)
-    check_unchanged(run, load_config(run.config), state)
+    check_unchanged(run, config, state)
     return state
 
 
@@ -104,8 +104,9 @@ class Setup:
 
 
 def check_unchanged(run: RunFolder, saved: TrainConfig, state: dict[str, Any]) -> None:
-    """config.yaml as the checkpoint was written with it (a checkpoint stores its config): an edited or emptied
-    file would otherwise resume another run on these weights. The settings a resume may change are left out."""
+    """config.yaml (``saved``, as resolve_run read it) as the checkpoint was written with it (a checkpoint stores
+    its config): an edited or emptied file would otherwise resume another run on these weights. The settings a
+    resume may change, and the folder's spelling, are left out."""
     if not isinstance(state.get("config"), str):
         return  # a checkpoint from before checkpoints stored their config
     try:
