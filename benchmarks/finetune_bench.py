@@ -6,6 +6,7 @@ Run by hand (minutes each; one at a time on a quiet machine):
     .venv/bin/python benchmarks/finetune_bench.py fewshot              # (a) fine-tune vs probe vs scratch
     .venv/bin/python benchmarks/finetune_bench.py first-model          # (c) a 500-image folder to best.safetensors
     .venv/bin/python benchmarks/finetune_bench.py full --sizes 96,128  # (b) all of CIFAR-10, 30 minutes a size
+    .venv/bin/python benchmarks/finetune_bench.py stages --bf16        # (b) 96 px, then 160 px, 30 minutes in all
     .venv/bin/python benchmarks/finetune_bench.py small-scratch        # from random weights, 180 photos, defaults
 
 The data is CIFAR-10 from ../shared (JPEG files): a fixed, seeded subset of N training images per class,
@@ -116,7 +117,19 @@ def fewshot(args: argparse.Namespace) -> None:
         "from scratch": ("fewshot-scratch", "--arch", "1_1", "--image-size", "227"),
     }
     chosen = args.rows.split(",") if args.rows else list(runs)
-    rows = {name: train(data, args.out / runs[name][0], *runs[name][1:], *epochs, *budget) for name in chosen}
+    rows = {name: train(data, args.out / runs[name][0], *runs[name][1:], *epochs, *budget)
+            for name in chosen if name in runs}
+    if "probe then fine-tuned" in chosen:  # LP-FT (Kumar et al., 2022): a trained head first, so the backbone's
+        # first steps are not spent on the gradients of a random one; both stages inside the same budget
+        probe = train(data, args.out / "fewshot-lpft-probe", "--weights", str(CAFFEMODEL_V11), "--train",
+                      "classifier", "--epochs", str(args.probe_epochs), *budget)
+        left = args.budget_minutes * 60 - probe.get("train_seconds", 0.0)
+        tuned_row = train(data, args.out / f"fewshot-lpft{tag}", "--weights",
+                          str(args.out / "fewshot-lpft-probe" / "last.safetensors"), *tuned, *epochs,
+                          "--time-limit", str(round(left)), "--eval-every", "1000")
+        rows["probe then fine-tuned"] = {"probe": probe, **tuned_row,
+                                          "train_seconds_both": round(probe.get("train_seconds", 0.0)
+                                                                      + tuned_row.get("train_seconds", 0.0), 1)}
     print(json.dumps({"fewshot": rows}))
 
 
@@ -173,34 +186,67 @@ def full(args: argparse.Namespace) -> None:
     print(json.dumps({"full": rows}))
 
 
+def progressive(args: argparse.Namespace) -> None:
+    """(b) in stages: the first at a small size (fast epochs), each next one fine-tunes the previous stage's
+    last weights at a larger size, where the pretrained features see more pixels; ``--budget-minutes`` is the
+    training time of all stages together (each gets what the earlier ones left as its time limit).
+
+    Each size's data is decoded into the cache by an untimed one-epoch probe on 2,048 images first, so no stage
+    pays for decoding. A stage scores the test set (flipped too) once, at its end."""
+    plan = [tuple(part.split(":")) for part in args.stages.split(",")]
+    for size in dict.fromkeys(int(stage[0]) for stage in plan):
+        train(CIFAR10, args.out / f"stages-{size}-probe", "--weights", str(CAFFEMODEL_V11), "--image-size",
+              str(size), "--cache", "on", "--batch-size", str(args.batch_size), "--epochs", "1", "--subset",
+              "2048", "--eval-every", "1000", *(["--bf16"] if args.bf16 else []), processes=args.processes)
+    weights, spent, rows = CAFFEMODEL_V11, 0.0, []
+    for number, (size, epochs, *lr) in enumerate(plan, start=1):
+        out = args.out / f"stages-{number}-{size}px"
+        row = train(CIFAR10, out, "--weights", str(weights), "--image-size", size, "--cache", "on",
+                    "--batch-size", str(args.batch_size), "--lr", lr[0] if lr else str(args.lr),
+                    "--epochs", epochs, "--warmup-epochs", "0.3" if number == 1 else "0.1", "--test-flip",
+                    "--eval-every", epochs, "--time-limit", str(round(args.budget_minutes * 60 - spent)),
+                    *(["--bf16"] if args.bf16 else []), processes=args.processes)
+        rows.append({"size": int(size), **row})
+        if "failed" in row:
+            break
+        spent += row["train_seconds"]
+        weights = out / "last.safetensors"
+    print(json.dumps({"stages": rows, "train_seconds": round(spent, 1)}))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("mode", choices=("recipe", "fewshot", "first-model", "full", "small-scratch"))
+    parser.add_argument("mode", choices=("recipe", "fewshot", "first-model", "full", "stages", "small-scratch"))
     parser.add_argument("--cache", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "squeezenet-bench")
     parser.add_argument("--out", type=Path, default=Path("runs/finetune-bench"))
     parser.add_argument("--lrs", default="0.003,0.01,0.03", help="recipe: learning rates to try")
     parser.add_argument("--epochs", type=int, default=30, help="fewshot: epochs for each run")
     parser.add_argument("--rows", default=None, help="fewshot: which runs, e.g. 'linear probe,from scratch' "
-                                                     "(default: all three)")
+                                                     "(default: fine-tuned, linear probe, from scratch; also "
+                                                     "'probe then fine-tuned')")
+    parser.add_argument("--probe-epochs", type=int, default=20, help="fewshot: epochs of the probe before "
+                                                                      "'probe then fine-tuned' fine-tunes")
     parser.add_argument("--finetune-flags", default="", help="fewshot: train flags over the recipe for the "
                                                              "fine-tuned row, e.g. '--lr 0.03 --backbone-lr-scale 0.1'")
     parser.add_argument("--budget-minutes", type=float, default=None,
-                        help="training time of each run (default: fewshot 10, full 30)")
+                        help="training time of each run (default: fewshot 10, full and stages 30)")
     parser.add_argument("--sizes", default="96,128", help="full: input sizes to fine-tune at, one run each")
-    parser.add_argument("--batch-size", type=int, default=128, help="full: batch per step")
-    parser.add_argument("--lr", type=float, default=0.012, help="full: peak lr (the recipe's 0.003 at batch 32, "
-                                                                  "scaled to the batch)")
-    parser.add_argument("--processes", type=int, default=2, help="full: training processes (torchrun)")
+    parser.add_argument("--batch-size", type=int, default=128, help="full, stages: batch per step")
+    parser.add_argument("--lr", type=float, default=0.012, help="full, stages: peak lr (the recipe's 0.003 at "
+                                                                  "batch 32, scaled to the batch)")
+    parser.add_argument("--stages", default="96:4,160:3:0.006",
+                        help="stages: SIZE:EPOCHS[:PEAK_LR] in order, each from the previous stage's weights")
+    parser.add_argument("--processes", type=int, default=2, help="full, stages: training processes (torchrun)")
     parser.add_argument("--full-epochs", type=int, default=None,
                         help="full: epochs of each run instead of the probe's estimate (its 16 steps include the "
                              "kernels' first-call cost, which bfloat16 makes large)")
-    parser.add_argument("--bf16", action="store_true", help="full: bfloat16 autocast (faster where the CPU has "
+    parser.add_argument("--bf16", action="store_true", help="full, stages: bfloat16 autocast (faster where the CPU has "
                                                             "AVX-512 BF16 or AMX)")
     args = parser.parse_args()
     if args.budget_minutes is None:
-        args.budget_minutes = 30.0 if args.mode == "full" else 10.0
+        args.budget_minutes = 30.0 if args.mode in ("full", "stages") else 10.0
     modes = {"recipe": recipe, "fewshot": fewshot, "first-model": first_model, "full": full,
-             "small-scratch": small_scratch}
+             "stages": progressive, "small-scratch": small_scratch}
     with watched(lambda line: print(line, flush=True)):  # the figures are results only if the machine stayed quiet
         modes[args.mode](args)
 
