@@ -120,10 +120,11 @@ def fewshot(args: argparse.Namespace) -> None:
     rows = {name: train(data, args.out / runs[name][0], *runs[name][1:], *epochs, *budget)
             for name in chosen if name in runs}
     if "probe then fine-tuned" in chosen:  # LP-FT (Kumar et al., 2022): a trained head first, so the backbone's
-        # first steps are not spent on the gradients of a random one. Both stages share the budget, and the probe
-        # is charged its whole wall time (the features of the test images and its scoring included)
-        probe = train(data, args.out / "fewshot-lpft-probe", "--weights", str(CAFFEMODEL_V11), "--train",
-                      "classifier", "--epochs", str(args.probe_epochs), *budget)
+        # first steps are not spent on the gradients of a random one. Both stages share the budget; the probe
+        # trains on train/ alone (no split held out: --val-fraction 0), so it scores nothing, and is charged its
+        # whole wall time
+        probe = train(data / "train", args.out / "fewshot-lpft-probe", "--weights", str(CAFFEMODEL_V11), "--train",
+                      "classifier", "--val-fraction", "0", "--epochs", str(args.probe_epochs), *budget)
         left = args.budget_minutes * 60 - probe["wall_seconds"]
         tuned_row = train(data, args.out / f"fewshot-lpft{tag}", "--weights",
                           str(args.out / "fewshot-lpft-probe" / "last.safetensors"), *tuned,
