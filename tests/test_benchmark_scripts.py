@@ -1,0 +1,45 @@
+"""The by-hand benchmark scripts still run: a small smoke run of each part that CI can afford.
+
+The full runs take minutes to hours and are not part of the suite, so a change elsewhere (a stricter data check, a
+line printed on stdout) can break them unnoticed; these runs catch that. They assert what the scripts report, not
+how fast anything was.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import shared_path
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def run_script(*arguments: str, timeout: float = 240) -> list[str]:
+    finished = subprocess.run([sys.executable, *arguments], cwd=BENCHMARKS, capture_output=True, text=True,
+                              timeout=timeout)
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    return finished.stdout.splitlines()
+
+
+def test_training_throughput_smoke_run_reports_ratios_and_the_machine_check() -> None:
+    shared_path("data/imagenet-samples")  # one image a class: no validation split can be made of it
+    lines = run_script("train_bench.py", "throughput", "--batch", "16", "--epochs", "2", "--subset", "32",
+                       "--baseline-steps", "1", "--baseline-batches", "8", "--variants", "channels_last")
+    report = json.loads(next(line for line in lines if line.startswith('{"baseline_img_s"')))
+    assert report["best"] == "channels_last"
+    assert report["ours_img_s"]["channels_last"] > 0 and report["ratio_to_fastest_baseline"] > 0
+    assert report["baseline_freed_memory_kept_img_s"] > 0  # the child run's JSON was read
+    check = json.loads(lines[-1])["machine_check"]
+    assert check["cores"] >= 1 and check["matmul_gflops_before"] > 0 and check["matmul_gflops_after"] > 0
+
+
+def test_int8_profile_smoke_run_lists_the_convolutions_of_each_runtime() -> None:
+    shared_path("weights/caffe_v1.1/squeezenet_v1.1.caffemodel")
+    shared_path("data/imagenet-samples")
+    text = "\n".join(run_script("int8_profile.py", "--calls", "3", "--input-size", "96"))
+    for title in ("onnxruntime fp32", "onnxruntime int8 (QDQ)", "openvino default", "openvino int8 (NNCF)"):
+        assert f"\n{title}: " in text
+    assert "QLinearConv" in text and "Convolution [" in text
