@@ -225,7 +225,7 @@ def main() -> None:
     parser.add_argument("--rows", default=None, help="fewshot: which runs, e.g. 'linear probe,from scratch' "
                                                      "(default: fine-tuned, linear probe, from scratch; also "
                                                      "'probe then fine-tuned')")
-    parser.add_argument("--probe-epochs", type=int, default=20, help="fewshot: epochs of the probe before "
+    parser.add_argument("--probe-epochs", type=int, default=10, help="fewshot: epochs of the probe before "
                                                                       "'probe then fine-tuned' fine-tunes")
     parser.add_argument("--lpft-epochs", type=int, default=28, help="fewshot: epochs of fine-tuning after the "
                                                                      "probe in 'probe then fine-tuned'")
