@@ -60,3 +60,27 @@ def test_the_small_data_recipe_changes_only_settings_left_at_the_papers_defaults
     again, note = adapt_to_data(adapted, 200_000, 10)  # a resumed run's saved config: the same, said once
     assert again == adapted and note is None
     assert adapt_to_data(sq.TrainConfig(weights="1_1-caffe"), 100, 2)[1] is None  # fine-tuning has its own
+
+
+def test_a_run_folder_where_the_images_are_read_is_refused_before_it_is_made(tmp_path, photos, capsys):
+    """The folder is made before the data is read (for its lock), so inside the class folders it would be read
+    back as one more (empty) class; under a train/ + val/ tree, beside those two, it is fine."""
+    inside = photos / "runs" / "first"
+    code, _, err = run_cli(capsys, "train", "--data", str(photos), "--out", str(inside), "--no-progress")
+    assert code == 2 and err.count("\n") == 1, err
+    assert str(inside) in err and "give --out a folder outside it" in err
+    assert not (photos / "runs").exists()
+    split = tmp_path / "split"
+    for part, start in (("train", 0), ("val", 48)):
+        for name in CLASSES:
+            (split / part / name).mkdir(parents=True)
+            for photo in sorted((photos / name).iterdir())[start:start + 12]:
+                (split / part / name / photo.name).symlink_to(photo)
+    code, _, err = run_cli(capsys, "train", "--data", str(split / "train"), "--out",
+                           str(split / "train" / "airplane" / "run"), "--no-progress")
+    assert code == 2 and "give --out a folder outside it" in err, err
+    beside = split / "runs" / "first"
+    code, _, err = run_cli(capsys, "train", "--data", str(split), "--out", str(beside), "--no-progress",
+                           "--epochs", "1", "--workers", "0")
+    assert code == 0, err
+    assert (beside / "best.safetensors").is_file()

@@ -374,11 +374,10 @@ def _torchvision_cifar10(size: int, download: bool) -> Datasets:
     return _cached("cifar10", tensors(train), tensors(test), list(train.classes), size, flip=True)
 
 
-def _folder(root: Path, name: str, image_size: int | None, min_size: int, strict: bool, cache: str,
-            memo: Path | None, val_fraction: float = 0.0) -> Datasets:
-    """An ImageFolder tree (train/ + val/ or test/ make a test split; without them, ``val_fraction`` of each
-    class is held out). ``memo``: a folder where the decoded images of a cached dataset are also kept on disk,
-    so the next run skips decoding."""
+
+def image_folders(root: Path) -> tuple[Path, Path | None]:
+    """The folders an ImageFolder tree's images are read from: its train/ and val/ (or test/), else the tree itself
+    and no test folder; an archive's one top folder that holds train/ is looked into."""
     entries = [p for p in root.iterdir() if not p.name.startswith(".")] if root.is_dir() else []
     if len(entries) == 1 and entries[0].is_dir() and not (root / "train").is_dir():
         nested = entries[0]  # an archive that holds one top folder
@@ -386,6 +385,15 @@ def _folder(root: Path, name: str, image_size: int | None, min_size: int, strict
             root = nested
     test_dir = next((root / n for n in ("val", "test") if (root / n).is_dir()), None)
     train_dir = root / "train" if (root / "train").is_dir() and test_dir is not None else root
+    return train_dir, test_dir
+
+
+def _folder(root: Path, name: str, image_size: int | None, min_size: int, strict: bool, cache: str,
+            memo: Path | None, val_fraction: float = 0.0) -> Datasets:
+    """An ImageFolder tree (train/ + val/ or test/ make a test split; without them, ``val_fraction`` of each
+    class is held out). ``memo``: a folder where the decoded images of a cached dataset are also kept on disk,
+    so the next run skips decoding."""
+    train_dir, test_dir = image_folders(root)
     train_items, class_names = labelled_images(train_dir)
     test_items: list[tuple[Path, int]] = []
     if test_dir is not None:

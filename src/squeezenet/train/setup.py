@@ -18,8 +18,9 @@ import yaml
 from torch import nn
 from tqdm import tqdm
 
-from ..data import CachedImages, Datasets, ImageFiles, Key, batches, load_datasets
+from ..data import CachedImages, Datasets, ImageFiles, Key, batches, image_folders, load_datasets
 from ..errors import TrainingError
+from ..files import is_folder
 from ..images import set_max_image_pixels
 from ..model import SqueezeNet
 from ..preprocess import Preprocessing
@@ -42,7 +43,18 @@ def run_folder(config: TrainConfig, processes: Processes) -> RunFolder:
     """The folder the run trains in: --resume's, --out, or runs/<date>-<time> (the same in every process)."""
     if config.resume:
         return RunFolder(Path(config.resume))
-    return RunFolder(Path(config.out or gather(f"runs/{time.strftime('%Y%m%d-%H%M%S')}", processes)[0]))
+    path = Path(config.out or gather(f"runs/{time.strftime('%Y%m%d-%H%M%S')}", processes)[0])
+    if config.data and is_folder(config.data):  # made before the data is read (for its lock), a run folder where
+        # the images are read from would be read back as a class of images
+        try:
+            read_from = [folder.resolve() for folder in image_folders(Path(config.data)) if folder is not None]
+        except OSError:  # an unreadable data folder: reading the data says so, in one line
+            read_from = []
+        for images in read_from:
+            if path.resolve().is_relative_to(images):
+                raise TrainingError(f"{path}: the run folder is inside {images}, whose folders are read as classes "
+                                    f"of images; give --out a folder outside it")
+    return RunFolder(path)
 
 
 def resolve_run(config: TrainConfig, run: RunFolder) -> TrainConfig:
