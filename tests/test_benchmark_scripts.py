@@ -12,7 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.conftest import shared_path
+from .conftest import shared_path
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 

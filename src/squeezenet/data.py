@@ -374,7 +374,6 @@ def _torchvision_cifar10(size: int, download: bool) -> Datasets:
     return _cached("cifar10", tensors(train), tensors(test), list(train.classes), size, flip=True)
 
 
-
 def image_folders(root: Path) -> tuple[Path, Path | None]:
     """The folders an ImageFolder tree's images are read from: its train/ and val/ (or test/), else the tree itself
     and no test folder; an archive's one top folder that holds train/ is looked into."""
