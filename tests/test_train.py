@@ -142,11 +142,11 @@ def test_cli_train_plot_and_one_line_errors(tmp_path, capsys):
 def test_one_class_folder_is_refused(tmp_path):
     from PIL import Image
 
-    (tmp_path / "only").mkdir()
+    (tmp_path / "data" / "only").mkdir(parents=True)
     for i in range(3):
-        Image.new("RGB", (32, 32), (i, 0, 0)).save(tmp_path / "only" / f"{i}.png")
+        Image.new("RGB", (32, 32), (i, 0, 0)).save(tmp_path / "data" / "only" / f"{i}.png")
     with pytest.raises(DataError, match="only one class"):
-        train(TrainConfig(data=str(tmp_path), out=str(tmp_path / "run"), progress=False))
+        train(TrainConfig(data=str(tmp_path / "data"), out=str(tmp_path / "run"), progress=False))
 
 
 def test_bypass_option_builds_the_section_6_network(tmp_path):
