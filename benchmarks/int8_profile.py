@@ -26,6 +26,7 @@ import numpy as np
 
 from shared_files import CAFFEMODEL_V11, IMAGENET_SAMPLES
 from squeezenet.deploy.export import calibration_inputs, export_onnx, quantize_onnx, quantize_openvino
+from squeezenet.machine import watched
 from squeezenet.weights.io import load
 
 
@@ -91,8 +92,12 @@ def main() -> None:
     args = parser.parse_args()
     import openvino as ov
 
-    print(f"ONEDNN_MAX_CPU_ISA={os.environ.get('ONEDNN_MAX_CPU_ISA', '(not set)')}, "
-          f"openvino {ov.__version__}, 1-minute load {os.getloadavg()[0]:.2f}")
+    print(f"ONEDNN_MAX_CPU_ISA={os.environ.get('ONEDNN_MAX_CPU_ISA', '(not set)')}, openvino {ov.__version__}")
+    with watched(lambda line: print(line, flush=True)):  # the figures mean something only on a quiet machine
+        profile_all(args, ov)
+
+
+def profile_all(args: argparse.Namespace, ov: object) -> None:
     model = load(CAFFEMODEL_V11, "1_1")
     calibration = calibration_inputs(IMAGENET_SAMPLES, model.preprocess, 100, input_size=args.input_size)
     inputs = calibration[0]
@@ -108,7 +113,6 @@ def main() -> None:
             wall, totals, slowest = openvino_profile(ov_model, inputs, args.calls)
             show(label, wall, totals)
             print("  slowest nodes: " + "; ".join(f"{name} {us:.0f} us" for name, us in slowest))
-    print(f"\n1-minute load after: {os.getloadavg()[0]:.2f}")
 
 
 if __name__ == "__main__":
