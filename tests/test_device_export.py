@@ -138,19 +138,32 @@ def int8_rows(real_model: sq.SqueezeNet, sample_images, tmp_path_factory: pytest
             continue
         path = sq.export(real_model, folder / f"{real_model.spec.name}{FORMATS[file_format][0]}",
                          format=file_format, calibration=calibration)
-        predicted = np.concatenate([open_exported(path)(held_out[i:i + 50]) for i in range(0, len(held_out), 50)])
-        predicted = predicted.argmax(1)
+        logits = np.concatenate([open_exported(path)(held_out[i:i + 50]) for i in range(0, len(held_out), 50)])
+        predicted, ranked = logits.argmax(1), np.sort(logits, axis=1)
         rows[file_format] = {"top1": float(np.mean(predicted == truth)), "n": len(truth),
+                             "ties": float(np.mean(ranked[:, -1] == ranked[:, -2])),
                              "agreement": float(np.mean(predicted == reference)), "bytes": path.stat().st_size}
     return rows
 
 
-# How far int8 top-1 may fall below float32's. The issue's bar is one point; as measured, only
-# ExecuTorch on v1.1 meets it (-0.50). The others hold the measured loss as a regression bound until a better
-# recipe is found: ExecuTorch on Deep Compression v1.0 -1.50, LiteRT -1.75 (v1.1) and -2.00 (v1.0); see
-# docs/deployment.md. A row that gets worse fails.
-INT8_LOSS = {("executorch", "1_1"): ONE_POINT}
-INT8_LOSS_MEASURED = 0.025 + 1e-9
+def test_int8_quantizers_leave_the_pooling_head_in_float() -> None:
+    """conv10's map is int8; the average pool and flatten after it are not, so the logits are not int8 steps."""
+    _toolkit("executorch")
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
+        XNNPACKQuantizer,
+        get_symmetric_quantization_config,
+    )
+
+    from squeezenet.deploy.pt2e import with_float_head
+
+    model = sq.SqueezeNet(sq.get_spec("1_1", num_classes=5)).eval()
+    graph = torch.export.export(deployable(model, 64), (torch.zeros(1, 3, 64, 64),)).module()
+    quantizer = with_float_head(XNNPACKQuantizer)().set_global(get_symmetric_quantization_config(is_per_channel=True))
+    # the last node of each kind wins: conv10, its ReLU, the head
+    annotated = {str(node.target).split(".")[1].rstrip("_"): "quantization_annotation" in node.meta
+                 for node in quantizer.annotate(graph).graph.nodes if node.op == "call_function"}
+    assert annotated["conv2d"] and annotated["relu"]
+    assert annotated["adaptive_avg_pool2d"] is False and annotated["flatten"] is False
 
 
 @pytest.mark.slow
@@ -162,8 +175,9 @@ def test_int8_top1_stays_near_float32(int8_rows: dict, file_format: str) -> None
     print(f"{file_format} {int8_rows['weights']} int8: top-1 {row['top1']:.2%} vs float32 {fp32['top1']:.2%}, "
           f"per-image top-1 agreement {row['agreement']:.2%} over {row['n']} images, {row['bytes']:,} bytes")
     assert row["n"] == 400 and fp32["top1"] > 0.6
-    assert fp32["top1"] - row["top1"] <= INT8_LOSS.get((file_format, int8_rows["weights"]), INT8_LOSS_MEASURED)
-    assert row["agreement"] >= 0.85
+    assert fp32["top1"] - row["top1"] <= ONE_POINT
+    assert row["agreement"] >= 0.9
+    assert row["ties"] == 0  # logits left in int8 steps tie for top-1 (pt2e keeps the pooling head in float)
     assert row["bytes"] < 1.5e6  # a quarter of the float32 file
 
 

@@ -26,6 +26,7 @@ from ..errors import ExportError, WeightsError
 from ..extras import require
 from .backends import Backend, first_line, quiet_native_output
 from .graph import deployable, device_file, sidecar
+from .pt2e import quantize_calibrated, with_float_head
 
 
 def export_tflite(model: nn.Module, path: Path, size: int,
@@ -56,18 +57,14 @@ def export_tflite(model: nn.Module, path: Path, size: int,
 
 def _quantized(litert_torch, runner: nn.Module, example: tuple[torch.Tensor], calibration: Sequence[np.ndarray]):
     from litert_torch.quantize import pt2e_quantizer, quant_config
-    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
-    # 8-bit weights: unlike ExecuTorch's, 7-bit ones measured no better (v1.1 -1.50 points against -1.75,
-    # Deep Compression v1.0 -3.50 against -2.00 on the held-out sample images).
-    quantizer = pt2e_quantizer.PT2EQuantizer().set_global(
+    # 8-bit weights and a float pooling head, as for ExecuTorch (pt2e explains the head; docs/deployment.md has
+    # the measurements).
+    quantizer = with_float_head(pt2e_quantizer.PT2EQuantizer)().set_global(
         pt2e_quantizer.get_symmetric_quantization_config(is_per_channel=True))
     graph = torch.export.export(runner.eval(), example).module()
-    prepared = prepare_pt2e(graph, quantizer)
-    with torch.no_grad():
-        for batch in calibration:
-            prepared(torch.from_numpy(np.ascontiguousarray(batch.transpose(0, 2, 3, 1), dtype=np.float32)))
-    converted = convert_pt2e(prepared, fold_quantize=False)
+    converted = quantize_calibrated(graph, quantizer, calibration, layout=lambda batch: batch.transpose(0, 2, 3, 1),
+                                    fold_quantize=False)
     return litert_torch.convert(converted, example, quant_config=quant_config.QuantConfig(pt2e_quantizer=quantizer))
 
 
