@@ -183,7 +183,7 @@ def full(args: argparse.Namespace) -> None:
         rows[size] = {"probe_images_per_s": rate, **train(
             CIFAR10, args.out / f"full-{size}", *common, "--epochs", str(epochs), "--warmup-epochs", "0.3",
             "--test-flip", "--eval-every", str(max(1, math.ceil(epochs / 3))),
-            "--time-limit", str(args.budget_minutes * 60), processes=args.processes)}
+            "--time-limit", str(args.budget_minutes * 60), *args.finetune_flags.split(), processes=args.processes)}
     print(json.dumps({"full": rows}))
 
 
@@ -229,8 +229,8 @@ def main() -> None:
                                                                       "'probe then fine-tuned' fine-tunes")
     parser.add_argument("--lpft-epochs", type=int, default=28, help="fewshot: epochs of fine-tuning after the "
                                                                      "probe in 'probe then fine-tuned'")
-    parser.add_argument("--finetune-flags", default="", help="fewshot: train flags over the recipe for the "
-                                                             "fine-tuned row, e.g. '--lr 0.03 --backbone-lr-scale 0.1'")
+    parser.add_argument("--finetune-flags", default="", help="fewshot, full: train flags over the recipe for the "
+                                                             "fine-tuned runs, e.g. '--label-smoothing 0.1'")
     parser.add_argument("--budget-minutes", type=float, default=None,
                         help="training time of each run (default: fewshot 10, full and stages 30)")
     parser.add_argument("--sizes", default="96,128", help="full: input sizes to fine-tune at, one run each")
