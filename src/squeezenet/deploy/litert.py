@@ -50,7 +50,7 @@ def export_tflite(model: nn.Module, path: Path, size: int,
         raise ExportError(f"LiteRT export failed: {type(error).__name__}: {first_line(error)}") from None
     precision = "int8" if calibration is not None else "float32"
     content = sidecar(model, size, "tflite", precision, layout="NHWC")
-    for key, tensor in io_details(path).items():  # an int8 file takes and gives int8: its scales go beside it
+    for key, tensor in io_details(path).items():  # an int8 tensor at either end: its scale goes beside it
         content[key].update(tensor)
     return content
 

@@ -3,7 +3,7 @@
 Both toolkits quantize a ``torch.export`` graph with a PT2E quantizer of their own; what they share is the
 calibration loop and one change to the quantizers' choices: the classifier's pooling head stays in float.
 The quantizers give the global average pool and the flatten after it the int8 scale of conv10's output, so the
-logits come out in steps of that scale (0.85 for Deep Compression v1.0): on the held-out sample images 18% of
+logits come out in steps of that scale (about 0.85 for Deep Compression v1.0): on the held-out sample images 18% of
 them then had a tie for top-1, and top-1 fell 1.5 points below float32. Averaging conv10's int8 map in float
 costs one small float op and keeps the logits' resolution (ties 0%, the loss within half a point).
 """
