@@ -138,7 +138,8 @@ def int8_rows(real_model: sq.SqueezeNet, sample_images, tmp_path_factory: pytest
             continue
         path = sq.export(real_model, folder / f"{real_model.spec.name}{FORMATS[file_format][0]}",
                          format=file_format, calibration=calibration)
-        logits = np.concatenate([open_exported(path)(held_out[i:i + 50]) for i in range(0, len(held_out), 50)])
+        runner = open_exported(path)  # loaded once, run on the images 50 at a time
+        logits = np.concatenate([runner(held_out[i:i + 50]) for i in range(0, len(held_out), 50)])
         predicted, ranked = logits.argmax(1), np.sort(logits, axis=1)
         rows[file_format] = {"top1": float(np.mean(predicted == truth)), "n": len(truth),
                              "ties": float(np.mean(ranked[:, -1] == ranked[:, -2])),

@@ -108,7 +108,7 @@ class Server:
         with as_function(self.model) as forward:
             def run(images: list[torch.Tensor]) -> np.ndarray:
                 """In the model thread: uint8 pixels normalised, stacked with preprocessed tensors, one pass. A
-                batch of pixels only (every batch but one mixing /infer tensors with images) is normalised in
+                batch of pixels only (the usual case; /infer tensors are already normalised) is normalised in
                 one call: for 16 v1.1 crops 1.9 ms against 5.8 image by image, in the thread that is the
                 server's bottleneck."""
                 with torch.inference_mode():
