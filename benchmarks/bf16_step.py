@@ -1,11 +1,13 @@
-"""Training-step throughput in float32 and under bfloat16 autocast, one thread (the speed `--bf16` buys).
+"""Training-step throughput in float32 and under bfloat16 autocast, in both memory formats, one thread (the speed
+`--bf16` and the `--channels-last` default buy).
 
 Run by hand on a quiet machine:
 
     .venv/bin/python benchmarks/bf16_step.py            # SqueezeNet v1.1, 10 classes, batch 64, 128 and 160 px
+    .venv/bin/python benchmarks/bf16_step.py --sizes 32,128 --formats contiguous,channels-last
 
-Random tensors, channels-last, SGD with momentum; 3 untimed steps, then 8 timed ones per row. bfloat16 pays where
-the CPU has AVX-512 BF16 or AMX; elsewhere oneDNN emulates it and it is slower than float32.
+Random tensors, SGD with momentum; 3 untimed steps, then 8 timed ones per row. bfloat16 pays where the CPU has
+AVX-512 BF16 or AMX; elsewhere oneDNN emulates it and it is slower than float32.
 """
 
 from __future__ import annotations
@@ -17,11 +19,13 @@ import torch
 
 import squeezenet as sq
 
+FORMATS = {"channels-last": torch.channels_last, "contiguous": torch.contiguous_format}
 
-def images_per_second(size: int, bf16: bool, batch: int, steps: int) -> float:
-    model = sq.build("1_1", num_classes=10).to(memory_format=torch.channels_last).train()
+
+def images_per_second(size: int, bf16: bool, batch: int, steps: int, layout: torch.memory_format) -> float:
+    model = sq.build("1_1", num_classes=10).to(memory_format=layout).train()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    inputs = torch.randn(batch, 3, size, size).to(memory_format=torch.channels_last)
+    inputs = torch.randn(batch, 3, size, size).contiguous(memory_format=layout)
     labels = torch.randint(0, 10, (batch,))
 
     def step() -> None:
@@ -45,13 +49,24 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--formats", default="channels-last", help=f"memory formats, of {', '.join(FORMATS)}")
     args = parser.parse_args()
+    formats = args.formats.split(",")
+    if unknown := [name for name in formats if name not in FORMATS]:
+        parser.error(f"--formats: unknown {', '.join(unknown)}; choose from {', '.join(FORMATS)}")
     torch.set_num_threads(args.threads)
     for size in (int(text) for text in args.sizes.split(",")):
-        fp32 = images_per_second(size, False, args.batch, args.steps)
-        bf16 = images_per_second(size, True, args.batch, args.steps)
-        print(f"{size}x{size}: float32 {fp32:.1f} img/s, bfloat16 autocast {bf16:.1f} img/s ({bf16 / fp32:.2f}x)",
-              flush=True)
+        rates = {}
+        for name in formats:
+            fp32 = images_per_second(size, False, args.batch, args.steps, FORMATS[name])
+            bf16 = images_per_second(size, True, args.batch, args.steps, FORMATS[name])
+            rates[name] = fp32, bf16
+            print(f"{size}x{size} {name}: float32 {fp32:.1f} img/s, bfloat16 autocast {bf16:.1f} img/s "
+                  f"({bf16 / fp32:.2f}x)", flush=True)
+        if len(rates) == 2:
+            (last_fp32, last_bf16), (contiguous_fp32, contiguous_bf16) = rates["channels-last"], rates["contiguous"]
+            print(f"{size}x{size} channels-last against contiguous: float32 {last_fp32 / contiguous_fp32:.2f}x, "
+                  f"bfloat16 {last_bf16 / contiguous_bf16:.2f}x", flush=True)
 
 
 if __name__ == "__main__":
