@@ -1,5 +1,5 @@
 """Training-step throughput in float32 and under bfloat16 autocast, in both memory formats, one thread (the speed
-`--bf16` and the `--channels-last` default buy).
+`--bf16` and `--channels-last` buy).
 
 Run by hand on a quiet machine:
 
@@ -64,9 +64,9 @@ def main() -> None:
             print(f"{size}x{size} {name}: float32 {fp32:.1f} img/s, bfloat16 autocast {bf16:.1f} img/s "
                   f"({bf16 / fp32:.2f}x)", flush=True)
         if len(rates) == 2:
-            (last_fp32, last_bf16), (contiguous_fp32, contiguous_bf16) = rates["channels-last"], rates["contiguous"]
-            print(f"{size}x{size} channels-last against contiguous: float32 {last_fp32 / contiguous_fp32:.2f}x, "
-                  f"bfloat16 {last_bf16 / contiguous_bf16:.2f}x", flush=True)
+            ratios = [fast / slow for fast, slow in zip(rates["channels-last"], rates["contiguous"], strict=True)]
+            print(f"{size}x{size} channels-last against contiguous: float32 {ratios[0]:.2f}x, "
+                  f"bfloat16 {ratios[1]:.2f}x", flush=True)
 
 
 if __name__ == "__main__":
