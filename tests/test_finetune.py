@@ -255,3 +255,33 @@ def test_predict_and_evaluate_take_the_pixel_limit(tmp_path, photos, caffemodel,
         assert code == 2 and err.count("\n") == 1 and "decompression bomb" in err
     finally:
         Image.MAX_IMAGE_PIXELS = before
+
+
+def test_fine_tuning_sets_the_dropout_and_final_relu_it_is_given(tmp_path, photos, caffemodel, capsys):
+    """The two settings without weights change the starting network (they were once silently dropped): the saved
+    spec and modules carry them, and so does spec.json, which a resumed run rebuilds its network from."""
+    run = tmp_path / "run"
+    code, _, err = run_cli(capsys, "train", "--weights", str(caffemodel), "--data", str(photos), "--out", str(run),
+                           *FAST, "--dropout", "0.2", "--no-final-relu")
+    assert code == 0, err
+    model = sq.load(run / "last.safetensors")
+    assert (model.spec.dropout, model.spec.final_relu) == (0.2, False)
+    assert model.classifier.dropout.p == 0.2 and isinstance(model.classifier.relu10, torch.nn.Identity)
+    assert sq.Spec.from_json((run / "spec.json").read_text()) == model.spec
+    plain = tmp_path / "plain"
+    assert run_cli(capsys, "train", "--weights", str(caffemodel), "--data", str(photos), "--out", str(plain),
+                   *FAST)[0] == 0
+    kept = sq.load(plain / "last.safetensors").spec  # not given: the weights' own
+    assert (kept.dropout, kept.final_relu) == (0.5, True)
+
+
+@pytest.mark.parametrize(("flags", "message"), [
+    (["--batch-norm"], "--batch-norm: the starting weights have no batch norm"),
+    (["--bypass", "complex"], "--bypass complex: the starting weights have bypass none"),
+])
+def test_fine_tuning_refuses_settings_that_would_change_the_layers(tmp_path, photos, caffemodel, capsys, flags,
+                                                                   message):
+    code, _, err = run_cli(capsys, "train", "--weights", str(caffemodel), "--data", str(photos),
+                           "--out", str(tmp_path / "run"), *FAST, *flags)
+    assert code != 0 and message in err and "Traceback" not in err
+    assert not (tmp_path / "run" / "last.safetensors").exists()

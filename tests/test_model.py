@@ -150,3 +150,24 @@ def test_final_relu_can_be_dropped_for_few_class_training():
         assert paper.eval()(x).abs().max() == 0
         assert linear.eval()(x).max() < 0
     assert sq.Spec.from_json(linear.spec.to_json()).final_relu is False
+
+
+def test_classifier_options_change_the_head_and_keep_every_weight():
+    torch.manual_seed(0)
+    model = sq.build("1_1", num_classes=10).eval()
+    before = {key: value.clone() for key, value in model.state_dict().items()}
+    images = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        features = model.forward_features(images)
+        model.classifier.conv10.bias.fill_(-1.0)  # negative logits: the final ReLU zeroes them
+        before["classifier.conv10.bias"] = model.classifier.conv10.bias.clone()
+        with_relu = model.forward_head(features)
+        model.set_classifier_options(dropout=0.0, final_relu=False)
+        without = model.forward_head(features)
+    assert model.spec.dropout == 0.0 and model.spec.final_relu is False and model.classifier.dropout.p == 0.0
+    assert list(model.state_dict()) == list(before)
+    assert all(torch.equal(model.state_dict()[key], value) for key, value in before.items())
+    assert (with_relu >= 0).all() and (without < 0).any()  # the pool now averages conv10's map as it is
+    assert torch.allclose(without, model.classifier.conv10(features).mean((2, 3)), atol=1e-6)
+    with pytest.raises(sq.SpecError, match="dropout"):
+        model.set_classifier_options(dropout=1.0)

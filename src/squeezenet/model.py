@@ -232,6 +232,17 @@ class SqueezeNet(nn.Module):
         self.meta = meta
 
 
+    def set_classifier_options(self, dropout: float | None = None, final_relu: bool | None = None) -> None:
+        """Another dropout rate or final ReLU for this network, its weights kept: the two settings that own no
+        weights, and so the two a fine-tuning may change (None keeps one as it is). ``meta.spec`` follows."""
+        changes = {name: value for name, value in (("dropout", dropout), ("final_relu", final_relu))
+                   if value is not None}
+        spec = self.spec.replace(**changes)  # a SpecError for a rate outside [0, 1)
+        self.classifier.dropout = nn.Dropout(spec.dropout)
+        self.classifier.relu10 = nn.ReLU(inplace=True) if spec.final_relu else nn.Identity()
+        self.meta = self.meta.replace(spec=spec)
+
+
 def build(arch: str | Spec = "1_0", **overrides: Any) -> SqueezeNet:
     """Any preset name or Spec -> a freshly initialised network.
 

@@ -75,10 +75,14 @@ class TrainConfig:
                                      "photos, where a mirrored scene is the same class; not for digits)")
     test_shift: int = _option(0, "also score each test image moved N pixels down-right and up-left (edges "
                                  "mirrored); the unmoved image weighs 1/2, each moved one 1/4")
-    dropout: float = _option(0.5, "dropout before conv10")
-    batch_norm: bool = _option(False, "batch norm after every conv (a deviation from the paper)")
-    final_relu: bool = _option(True, "keep the ReLU between conv10 and the pool (the paper's); --no-final-relu "
-                                     "keeps few-class networks from losing classes (a deviation)")
+    dropout: float | None = _option(None, "dropout before conv10 (default: the preset's 0.5, or with --weights "
+                                          "the weights' own; fine-tuning may change it)")
+    batch_norm: bool | None = _option(None, "batch norm after every conv (a deviation from the paper; default: "
+                                            "the preset's, none, or the weights' own, which a fine-tuning keeps)")
+    final_relu: bool | None = _option(None, "keep the ReLU between conv10 and the pool (the paper's); "
+                                            "--no-final-relu keeps few-class networks from losing classes (a "
+                                            "deviation; default: the preset's, or the weights' own; fine-tuning "
+                                            "may change it)")
     bypass: str | None = _option(None, "bypass connections around Fire modules (Section 6): none, simple, complex; "
                                  "default: the preset's", choices=BYPASS_MODES)
     num_classes: int | None = _option(None, "outputs of conv10 (default: the dataset's classes)")
@@ -229,10 +233,12 @@ RESUME_OVERRIDES = ("device", "workers", "progress", "tensorboard", "checkpoint_
                     "keep_freed_memory", "eval_every", "resume_previous")
 
 
+SPEC_SETTINGS = ("dropout", "batch_norm", "final_relu", "bypass")  # config fields that are spec fields
+
+
 def spec_overrides(config: TrainConfig) -> dict[str, Any]:
-    """The spec fields a training config sets (so explore and train build the same network)."""
-    overrides = {"dropout": config.dropout, "batch_norm": config.batch_norm, "final_relu": config.final_relu}
-    return overrides if config.bypass is None else {**overrides, "bypass": config.bypass}
+    """The spec fields a training config sets, those given (so explore and train build the same network)."""
+    return {name: getattr(config, name) for name in SPEC_SETTINGS if getattr(config, name) is not None}
 
 
 def flag_name(name: str) -> str:
