@@ -48,7 +48,7 @@ SAMPLES, CIFAR = IMAGENET_SAMPLES, CIFAR10
 
 # Variants of our loop for part (a): (name, TrainConfig overrides).
 VARIANTS = {
-    "fp32": {},
+    "fp32": {"channels_last": False},  # the plain loop: contiguous tensors (the default is channels-last)
     "channels_last": {"channels_last": True},
     "channels_last+bf16": {"channels_last": True, "bf16": True},
     "channels_last+compile": {"channels_last": True, "compile": True},

@@ -93,7 +93,9 @@ class TrainConfig:
     seed: int = _option(0, "seed of the data order, augmentation, init and dropout")
     device: str = _option("auto", "auto, cpu, cuda or cuda:N")
     bf16: bool = _option(False, "bfloat16 autocast (CPU and CUDA)")
-    channels_last: bool = _option(False, "channels-last memory format")
+    channels_last: bool = _option(True, "channels-last memory format: oneDNN's fastest CPU convolutions (v1.1 "
+                                        "fine-tuning at 128x128 on 2 cores: 1.45x the images a second of contiguous "
+                                        "tensors; docs/training.md); --no-channels-last turns it off")
     compile: bool = _option(False, "torch.compile the model")
     keep_freed_memory: bool = _option(True, "Linux/glibc: keep memory freed between steps in the process instead of "
                                             "handing it back to the kernel (faster CPU steps; see docs/training.md)")
