@@ -231,7 +231,6 @@ class SqueezeNet(nn.Module):
         self.classifier.conv10 = new
         self.meta = meta
 
-
     def set_classifier_options(self, dropout: float | None = None, final_relu: bool | None = None) -> None:
         """Another dropout rate or final ReLU for this network, its weights kept: the two settings that own no
         weights, and so the two a fine-tuning may change (None keeps one as it is). ``meta.spec`` follows."""
