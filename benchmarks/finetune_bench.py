@@ -157,6 +157,15 @@ def first_model(args: argparse.Namespace) -> None:
     print(json.dumps({"first_model": row}))
 
 
+def _probe(args: argparse.Namespace, name: str, size: int, epochs: int, lr: float | None = None) -> dict[str, object]:
+    """A short run on 2,048 training images at ``size``: it times the steps and scoring, and decodes the archive
+    at that size into the cache once, before the timed runs."""
+    return train(CIFAR10, args.out / name, "--weights", str(CAFFEMODEL_V11), "--image-size", str(size), "--cache",
+                 "on", "--batch-size", str(args.batch_size), *(["--lr", str(lr)] if lr else []),
+                 *(["--bf16"] if args.bf16 else []), "--epochs", str(epochs), "--subset", "2048",
+                 "--eval-every", "1000", processes=args.processes)
+
+
 def full(args: argparse.Namespace) -> None:
     """(b): all 50,000 training images, the 10,000 test images, ``--budget-minutes`` of training at each size.
 
@@ -168,8 +177,7 @@ def full(args: argparse.Namespace) -> None:
     for size in (int(text) for text in args.sizes.split(",")):
         common = ["--weights", str(CAFFEMODEL_V11), "--image-size", str(size), "--cache", "on",
                   "--batch-size", str(args.batch_size), "--lr", str(args.lr), *(["--bf16"] if args.bf16 else [])]
-        probe = train(CIFAR10, args.out / f"full-{size}-probe", *common, "--epochs", "2", "--subset", "2048",
-                      "--eval-every", "1000", processes=args.processes)
+        probe = _probe(args, f"full-{size}-probe", size, epochs=2, lr=args.lr)
         if "failed" in probe:
             rows[size] = probe
             continue
@@ -198,9 +206,7 @@ def progressive(args: argparse.Namespace) -> None:
     pays for decoding. A stage scores the test set (flipped too) once, at its end."""
     plan = [tuple(part.split(":")) for part in args.stages.split(",")]
     for size in dict.fromkeys(int(stage[0]) for stage in plan):
-        probe = train(CIFAR10, args.out / f"stages-{size}-probe", "--weights", str(CAFFEMODEL_V11), "--image-size",
-                      str(size), "--cache", "on", "--batch-size", str(args.batch_size), "--epochs", "1", "--subset",
-                      "2048", "--eval-every", "1000", *(["--bf16"] if args.bf16 else []), processes=args.processes)
+        probe = _probe(args, f"stages-{size}-probe", size, epochs=1)
         if "failed" in probe:  # the stages would fail the same way, after the same wait
             print(json.dumps({"stages": [{"size": size, "probe": probe}]}))
             return
