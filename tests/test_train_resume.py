@@ -111,14 +111,16 @@ def test_torchrun_two_processes_match_one_process(tmp_path):
         read_metrics(tmp_path / "one")[0]["train_loss"], rel=1e-5)
 
 
-def test_torchrun_scores_the_batch_norm_statistics_it_saves(tmp_path):
+@pytest.mark.parametrize("average", [[], ["--ema-decay", "0.5"]], ids=["weights", "moving-average"])
+def test_torchrun_scores_the_batch_norm_statistics_it_saves(tmp_path, average):
     torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent))
     if torchrun is None:
         pytest.skip("torchrun is not installed beside this Python")
-    # Each process's last batch moves its own running statistics; the metrics must be those of the saved file.
+    # Each process's last batch moves its own running statistics (and its own average of them); the metrics must
+    # be those of the saved file.
     launched = subprocess.run([torchrun, "--nproc-per-node", "2", "--master-addr", "127.0.0.1",
                                "--master-port", str(_free_port()), "-m", "squeezenet", "train", *TRAIN[4:],
-                               "--batch-norm", "--epochs", "1", "--out", str(tmp_path / "two")],
+                               "--batch-norm", "--epochs", "1", *average, "--out", str(tmp_path / "two")],
                               env=_environment(), capture_output=True, text=True, timeout=240)
     assert launched.returncode == 0, launched.stderr[-2000:]
     loss, top1 = digits_test_scores(sq.load(tmp_path / "two" / "last.safetensors"))

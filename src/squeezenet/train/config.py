@@ -69,6 +69,9 @@ class TrainConfig:
     nesterov: bool = _option(False, "Nesterov momentum")
     weight_decay: float = _option(2e-4, "weight decay (all parameters, as Caffe does)")
     label_smoothing: float = _option(0.0, "label smoothing of the cross-entropy")
+    ema_decay: float = _option(0.0, "keep an exponential moving average of the weights, updated after every "
+                                    "optimizer step with this decay (0.998 averages about the last 500 steps), "
+                                    "and score and save it instead of the weights as trained; 0: off")
     eval_every: int = _option(1, "score the test split every N epochs, and always after the last (scoring costs "
                                  "time a short run on a CPU may rather spend training)")
     test_flip: bool = _option(False, "score each test image and its mirror image, averaging the logits (for "
@@ -183,6 +186,7 @@ LIMITS: dict[str, Limits] = {
     "warmup_epochs": Limits(0, 100_000),
     "momentum": Limits(0, 1, high_open=True),
     "weight_decay": Limits(0, 1), "label_smoothing": Limits(0, 1, high_open=True),
+    "ema_decay": Limits(0, 1, high_open=True),
     "dropout": Limits(0, 1, high_open=True), "time_limit": Limits(0, 10**9),
 }
 

@@ -146,11 +146,13 @@ def _restore(setup: Setup, state: dict[str, Any]) -> Position:
 
     processes, run = setup.processes, setup.run
     weights = run.path / state["weights"]
-    stored = read_safetensors(weights)
-    try:
-        setup.model.load_state_dict({k: v.to(processes.device) for k, v in stored.state_dict.items()})
-    except RuntimeError as error:  # missing keys or size mismatches: weights of another network
-        raise TrainingError(f"{weights}: does not fit the run's network ({one_line(error, 160)})") from None
+    _load_weights(setup.result, read_safetensors(weights).state_dict, weights, processes.device)
+    if setup.average is not None:  # the file holds the average; the weights as trained are in the state
+        if "trained_weights" not in state:
+            raise TrainingError(f"{run.state}: field 'trained_weights' is missing (a run with --ema-decay keeps "
+                                "the weights as trained there)")
+        _load_weights(setup.model, state["trained_weights"], run.state, processes.device)
+        setup.average.n_averaged.fill_(state["average_updates"])
     _load_optimizer(setup.optimizer, state["optimizer"], run.state)
     position = Position(state["epoch"], state["batch_in_epoch"], state["step"], state["best"],
                         torch.tensor(state["epoch_totals"], dtype=torch.float64))
@@ -163,6 +165,13 @@ def _restore(setup: Setup, state: dict[str, Any]) -> Position:
         run.rewind_metrics(position.step)
         run.remove_partial_writes()
     return position
+
+
+def _load_weights(model: nn.Module, tensors: dict[str, torch.Tensor], source: Path, device: torch.device) -> None:
+    try:
+        model.load_state_dict({k: v.to(device) for k, v in tensors.items()})
+    except RuntimeError as error:  # missing keys or size mismatches: weights of another network
+        raise TrainingError(f"{source}: does not fit the run's network ({one_line(error, 160)})") from None
 
 
 def _load_optimizer(optimizer: torch.optim.Optimizer, saved: dict[str, Any], path: Path) -> None:
@@ -192,9 +201,12 @@ def _checkpoint(setup: Setup, position: Position, is_best: bool, metrics: dict[s
                  "epoch_totals": position.epoch_totals.tolist() if position.batch_in_epoch else [0.0, 0.0, 0.0],
                  "optimizer": setup.optimizer.state_dict(), "rng": rng, "keep": setup.config.keep,
                  "config": config_to_yaml(setup.config)}
+        if setup.average is not None:  # the weights file holds the average, what is scored and deployed
+            state["trained_weights"] = {k: v.detach().cpu() for k, v in setup.model.state_dict().items()}
+            state["average_updates"] = int(setup.average.n_averaged)
         metadata = {"epoch": str(position.epoch), "step": str(position.step),
                     **{k: f"{v:.6g}" for k, v in metrics.items() if isinstance(v, float)}}
-        setup.run.save(setup.model, state, metadata, is_best)
+        setup.run.save(setup.result, state, metadata, is_best)
     barrier(setup.processes)
 
 
@@ -267,6 +279,8 @@ def train_one_epoch(setup: Setup, network: nn.Module, position: Position, stall:
                                     f"{_last_good(setup.run)}")
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
+            if setup.average is not None:
+                setup.average.update_parameters(setup.model)
             position.step += 1
             position.batch_in_epoch = b + 1
             position.epoch_totals += torch.tensor([loss_sum, correct, count], dtype=torch.float64)
@@ -299,6 +313,8 @@ def _end_epoch(setup: Setup, position: Position, epoch_start: float, started: fl
     scored = data.test is not None and (epoch % config.eval_every == 0 or epoch == config.epochs)
     if scored:
         share_buffers(setup.model, setup.processes)
+        if setup.average is not None:  # each process averaged its own batch-norm statistics
+            share_buffers(setup.average.module, setup.processes)
         metrics.update(evaluate(setup))
     metrics.update(images_per_s=count / elapsed, epoch_seconds=elapsed, elapsed_seconds=time.perf_counter() - started)
     # With a test split only scored epochs compete for best; without one, the train loss decides.

@@ -247,6 +247,12 @@ def check_state(state: Any, path: Path, run: Path) -> None:
     if not _inside(run, state.get("weights")):
         raise TrainingError(f"{path}: field 'weights' must be a path inside {run / 'checkpoints'}, got "
                             f"{_short(state.get('weights'))}")
+    if "trained_weights" in state and not (isinstance(state["trained_weights"], dict) and all(
+            isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state["trained_weights"].items())):
+        raise TrainingError(f"{path}: field 'trained_weights' must map parameter names to tensors")
+    if "trained_weights" in state and not _count(state.get("average_updates")):
+        raise TrainingError(f"{path}: field 'average_updates' must be an integer >= 0, got "
+                            f"{_short(state.get('average_updates'))}")
     if "config" in state and not isinstance(state["config"], str):
         raise TrainingError(f"{path}: field 'config' must be the run's config as YAML text")
 

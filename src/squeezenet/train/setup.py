@@ -16,6 +16,7 @@ from typing import Any
 import torch
 import yaml
 from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
 from ..data import CachedImages, Datasets, ImageFiles, Key, batches, image_folders, load_datasets
@@ -98,10 +99,16 @@ class Setup:
     workers: int
     trained: nn.Module | None = None  # what a training batch goes through: the model, or its Head on features
     scorer: nn.Module | None = None  # what a test batch goes through
+    average: AveragedModel | None = None  # the moving average of the weights (--ema-decay), updated every step
 
     def __post_init__(self) -> None:
         self.trained = self.trained or self.model
-        self.scorer = self.scorer or self.model
+        self.scorer = self.scorer or self.result
+
+    @property
+    def result(self) -> SqueezeNet:
+        """The network the run scores and saves: the weights' moving average with --ema-decay, else the model."""
+        return self.average.module if self.average is not None else self.model
 
     @property
     def total_steps(self) -> int:
@@ -113,7 +120,10 @@ class Setup:
                 f"{data.name}: {len(data.train):,} images at {data.image_size}x{data.image_size}, "
                 f"{spec.num_classes} classes, {self.steps_per_epoch} steps x {config.epochs} epochs, batch "
                 f"{config.batch_size} = {self.processes.world} process(es) x {self.accumulation} x {self.micro}, "
-                f"peak lr {config.peak_lr:.4g}, on {self.processes.device}; run folder {self.run.path}")
+                f"peak lr {config.peak_lr:.4g}"
+                + (f", scoring the weights' moving average (decay {config.ema_decay:g})"
+                   if self.average is not None else "")
+                + f", on {self.processes.device}; run folder {self.run.path}")
 
 
 def check_unchanged(run: RunFolder, saved: TrainConfig, state: dict[str, Any]) -> None:
@@ -174,7 +184,15 @@ def set_up(config: TrainConfig, processes: Processes, run: RunFolder, initial: S
     if config.channels_last:
         model.to(memory_format=torch.channels_last)
     return Setup(config, processes, run, data, model, _optimizer(model, config), steps_per_epoch, per_process,
-                 micro, accumulation, workers)
+                 micro, accumulation, workers, average=_moving_average(model, config.ema_decay))
+
+
+def _moving_average(model: SqueezeNet, decay: float) -> AveragedModel | None:
+    """torch's exponential moving average of ``model``'s weights, batch-norm statistics included (a copy of the
+    model, which the first update overwrites with the weights as they are then)."""
+    if not decay:
+        return None
+    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
 
 
 class Head(nn.Module):
@@ -228,7 +246,8 @@ def cache_features(setup: Setup) -> Setup:
     head = Head(model)
     features = dataclasses.replace(data, train=cached["train"], test=cached.get("test", data.test))
     steps = max(1, len(features.train) // config.batch_size)  # a file that failed to decode is left out
-    return dataclasses.replace(setup, data=features, trained=head, scorer=head if "test" in cached else model,
+    scorer = Head(setup.result) if "test" in cached else setup.result
+    return dataclasses.replace(setup, data=features, trained=head, scorer=scorer,
                                steps_per_epoch=min(steps, setup.steps_per_epoch))
 
 
