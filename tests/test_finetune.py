@@ -257,22 +257,25 @@ def test_predict_and_evaluate_take_the_pixel_limit(tmp_path, photos, caffemodel,
         Image.MAX_IMAGE_PIXELS = before
 
 
-def test_fine_tuning_sets_the_dropout_and_final_relu_it_is_given(tmp_path, photos, caffemodel, capsys):
-    """The two settings without weights change the starting network (they were once silently dropped): the saved
-    spec and modules carry them, and so does spec.json, which a resumed run rebuilds its network from."""
+def test_fine_tuning_sets_the_settings_without_weights_it_is_given(tmp_path, photos, caffemodel, capsys):
+    """The settings without weights change the starting network (dropout and the final ReLU were once silently
+    dropped): the saved spec and modules carry them, and so does spec.json, which a resumed run rebuilds its
+    network from."""
     run = tmp_path / "run"
     code, _, err = run_cli(capsys, "train", "--weights", str(caffemodel), "--data", str(photos), "--out", str(run),
-                           *FAST, "--dropout", "0.2", "--no-final-relu")
+                           *FAST, "--dropout", "0.2", "--no-final-relu", "--conv1-stride", "1")
     assert code == 0, err
     model = sq.load(run / "last.safetensors")
-    assert (model.spec.dropout, model.spec.final_relu) == (0.2, False)
+    assert (model.spec.dropout, model.spec.final_relu, model.spec.conv1_stride) == (0.2, False, 1)
     assert model.classifier.dropout.p == 0.2 and isinstance(model.classifier.relu10, torch.nn.Identity)
+    assert model.features.conv1.stride == (1, 1)
+    assert model.forward_features(torch.zeros(1, 3, 64, 64)).shape[-1] == 7  # 64 px at stride 1: 128 px's map
     assert sq.Spec.from_json((run / "spec.json").read_text()) == model.spec
     plain = tmp_path / "plain"
     assert run_cli(capsys, "train", "--weights", str(caffemodel), "--data", str(photos), "--out", str(plain),
                    *FAST)[0] == 0
     kept = sq.load(plain / "last.safetensors").spec  # not given: the weights' own
-    assert (kept.dropout, kept.final_relu) == (0.5, True)
+    assert (kept.dropout, kept.final_relu, kept.conv1_stride) == (0.5, True, 2)
 
 
 @pytest.mark.parametrize(("flags", "message"), [

@@ -162,7 +162,7 @@ def test_classifier_options_change_the_head_and_keep_every_weight():
         model.classifier.conv10.bias.fill_(-1.0)  # negative logits: the final ReLU zeroes them
         before["classifier.conv10.bias"] = model.classifier.conv10.bias.clone()
         with_relu = model.forward_head(features)
-        model.set_classifier_options(dropout=0.0, final_relu=False)
+        model.set_weight_free_options(dropout=0.0, final_relu=False)
         without = model.forward_head(features)
     assert model.spec.dropout == 0.0 and model.spec.final_relu is False and model.classifier.dropout.p == 0.0
     assert list(model.state_dict()) == list(before)
@@ -170,4 +170,20 @@ def test_classifier_options_change_the_head_and_keep_every_weight():
     assert (with_relu >= 0).all() and (without < 0).any()  # the pool now averages conv10's map as it is
     assert torch.allclose(without, model.classifier.conv10(features).mean((2, 3)), atol=1e-6)
     with pytest.raises(sq.SpecError, match="dropout"):
-        model.set_classifier_options(dropout=1.0)
+        model.set_weight_free_options(dropout=1.0)
+
+
+def test_conv1_stride_changes_the_maps_and_keeps_every_weight():
+    torch.manual_seed(0)
+    model = sq.build("1_1", num_classes=10).eval()
+    before = {key: value.clone() for key, value in model.state_dict().items()}
+    with torch.no_grad():
+        at_128 = model.forward_features(torch.randn(1, 3, 128, 128))
+        model.set_weight_free_options(conv1_stride=1)
+        at_64 = model.forward_features(torch.randn(1, 3, 64, 64))
+    assert model.spec.conv1_stride == 1 and model.features.conv1.stride == (1, 1)
+    assert at_64.shape == at_128.shape  # the same maps from an image upscaled half as much
+    assert all(torch.equal(model.state_dict()[key], value) for key, value in before.items())
+    assert model.min_input_size == model.spec.min_input_size() < sq.build("1_1").min_input_size
+    with pytest.raises(sq.SpecError, match="conv1_stride"):
+        model.set_weight_free_options(conv1_stride=0)

@@ -63,8 +63,9 @@ SETTINGS = ["--data", "digits", "--arch", "1_1", "--subset", "96", "--batch-size
 
 def test_a_run_with_a_moving_average_resumes_exactly_in_a_fresh_process(tmp_path):
     whole, broken = tmp_path / "whole", tmp_path / "broken"
-    for command in ([*CLI, *SETTINGS, "--out", str(whole)], [*CLI, *SETTINGS, "--out", str(broken), "--time-limit",
-                                                             "0"], [*CLI, "--resume", str(broken), "--no-progress", "--time-limit", "600"]):
+    for command in ([*CLI, *SETTINGS, "--out", str(whole)],
+                    [*CLI, *SETTINGS, "--out", str(broken), "--time-limit", "0"],
+                    [*CLI, "--resume", str(broken), "--no-progress", "--time-limit", "600"]):
         done = subprocess.run(command, env=_environment(), capture_output=True, text=True, timeout=300)
         assert done.returncode == 0, done.stderr
     assert "scoring the weights' moving average (decay 0.7)" in done.stdout

@@ -231,14 +231,21 @@ class SqueezeNet(nn.Module):
         self.classifier.conv10 = new
         self.meta = meta
 
-    def set_classifier_options(self, dropout: float | None = None, final_relu: bool | None = None) -> None:
-        """Another dropout rate or final ReLU for this network, its weights kept: the two settings that own no
-        weights, and so the two a fine-tuning may change (None keeps one as it is). ``meta.spec`` follows."""
-        changes = {name: value for name, value in (("dropout", dropout), ("final_relu", final_relu))
-                   if value is not None}
-        spec = self.spec.replace(**changes)  # a SpecError for a rate outside [0, 1)
+    def set_weight_free_options(self, dropout: float | None = None, final_relu: bool | None = None,
+                                conv1_stride: int | None = None) -> None:
+        """Another dropout rate, final ReLU or conv1 stride for this network, its weights kept: the settings that
+        own no weights, and so the ones a fine-tuning may change (None keeps one as it is). ``meta.spec`` follows.
+
+        conv1 at stride 1 on an image upscaled half as much gives the later layers maps of the same size, for
+        the same cost, while its filters see twice as much of the small image."""
+        changes = {name: value for name, value in (("dropout", dropout), ("final_relu", final_relu),
+                                                   ("conv1_stride", conv1_stride)) if value is not None}
+        spec = self.spec.replace(**changes)  # a SpecError for a rate outside [0, 1) or a stride below 1
         self.classifier.dropout = nn.Dropout(spec.dropout)
         self.classifier.relu10 = nn.ReLU(inplace=True) if spec.final_relu else nn.Identity()
+        conv1 = self.features.conv1[0] if isinstance(self.features.conv1, nn.Sequential) else self.features.conv1
+        conv1.stride = (spec.conv1_stride, spec.conv1_stride)
+        self.min_input_size = spec.min_input_size()
         self.meta = self.meta.replace(spec=spec)
 
 

@@ -86,6 +86,9 @@ class TrainConfig:
                                             "--no-final-relu keeps few-class networks from losing classes (a "
                                             "deviation; default: the preset's, or the weights' own; fine-tuning "
                                             "may change it)")
+    conv1_stride: int | None = _option(None, "stride of conv1 (default: the preset's 2, or the weights' own; "
+                                             "fine-tuning may change it: at 1, small images upscaled half as "
+                                             "much give the later layers maps of the same size at the same cost)")
     bypass: str | None = _option(None, "bypass connections around Fire modules (Section 6): none, simple, complex; "
                                  "default: the preset's", choices=BYPASS_MODES)
     num_classes: int | None = _option(None, "outputs of conv10 (default: the dataset's classes)")
@@ -187,7 +190,7 @@ LIMITS: dict[str, Limits] = {
     "momentum": Limits(0, 1, high_open=True),
     "weight_decay": Limits(0, 1), "label_smoothing": Limits(0, 1, high_open=True),
     "ema_decay": Limits(0, 1, high_open=True),
-    "dropout": Limits(0, 1, high_open=True), "time_limit": Limits(0, 10**9),
+    "dropout": Limits(0, 1, high_open=True), "time_limit": Limits(0, 10**9), "conv1_stride": Limits(1, 16),
 }
 
 PAPER_LR, PAPER_BATCH = 0.04, 1024  # the SqueezeNet solver's base_lr (poly decay, power 1) at batch 1024
@@ -239,7 +242,7 @@ RESUME_OVERRIDES = ("device", "workers", "progress", "tensorboard", "checkpoint_
                     "keep_freed_memory", "eval_every", "resume_previous")
 
 
-SPEC_SETTINGS = ("dropout", "batch_norm", "final_relu", "bypass")  # config fields that are spec fields
+SPEC_SETTINGS = ("dropout", "batch_norm", "final_relu", "bypass", "conv1_stride")  # config fields that are spec fields
 
 
 def spec_overrides(config: TrainConfig) -> dict[str, Any]:

@@ -307,7 +307,8 @@ def _model_for(data: Datasets, config: TrainConfig, spec: Spec, start: SqueezeNe
         if start.spec.num_classes != num_classes or (known is not None and known != class_names):
             model.reset_classifier(num_classes)  # a new head for the data's classes: the paper's N(0, 0.01)
     if start is not None:
-        model.set_classifier_options(dropout=spec.dropout, final_relu=spec.final_relu)
+        model.set_weight_free_options(dropout=spec.dropout, final_relu=spec.final_relu,
+                                      conv1_stride=spec.conv1_stride)
     model.meta = model.meta.replace(preprocessing=data.preprocessing, class_names=class_names)
     return model
 
@@ -337,13 +338,14 @@ def train_mode(setup: Setup, network: nn.Module) -> None:
 
 
 # Spec settings a trained network can change without new weights: a fine-tuning may set them.
-WEIGHT_FREE_SETTINGS = ("dropout", "final_relu")
+WEIGHT_FREE_SETTINGS = ("dropout", "final_relu", "conv1_stride")
 
 
 def _spec_to_train(config: TrainConfig, run: RunFolder, start: SqueezeNet | None, spec: Spec | None) -> Spec:
-    """The starting model's spec with the dropout and final ReLU the config gives; a resumed run's stored one;
-    else the given spec or the config's preset, with the config's spec settings (dropout, batch norm, final ReLU,
-    bypass) over it. Batch norm and bypass add or remove weights, so a starting model keeps its own."""
+    """The starting model's spec with the dropout, final ReLU and conv1 stride the config gives; a resumed run's
+    stored one; else the given spec or the config's preset, with the config's spec settings (dropout, batch norm,
+    final ReLU, bypass, conv1 stride) over it. Batch norm and bypass add or remove weights, so a starting model
+    keeps its own."""
     if start is not None:
         changes = spec_overrides(config)
         for name in sorted(set(changes) - set(WEIGHT_FREE_SETTINGS)):
@@ -353,7 +355,7 @@ def _spec_to_train(config: TrainConfig, run: RunFolder, start: SqueezeNet | None
                     else f"{flag_name(name)} {given}"
                 has = ("" if own else "no ") + "batch norm" if name == "batch_norm" else f"{name} {own}"
                 raise TrainingError(f"{flag}: the starting weights have {has}, and a fine-tuning keeps their "
-                                    "layers (it can change only --dropout and --final-relu)")
+                                    "layers (it can change only --dropout, --final-relu and --conv1-stride)")
         return start.spec.replace(**{name: changes[name] for name in WEIGHT_FREE_SETTINGS if name in changes})
     stored = run.read_spec() if config.resume else None
     if stored is not None:
