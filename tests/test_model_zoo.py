@@ -124,6 +124,11 @@ def test_build_with_the_real_caffemodel_keeps_the_backbone_and_makes_a_new_head(
     same_head = sq.build(weights=path)  # the arch comes from the weights; 1000 classes keep the pretrained conv10
     assert same_head.spec == loaded.spec
     assert torch.equal(same_head.classifier.conv10.weight, loaded.classifier.conv10.weight)
+    strided = sq.build(weights=path, num_classes=5, conv1_stride=1, final_relu=False).eval()  # no tensor changes
+    assert (strided.spec.conv1_stride, strided.spec.final_relu) == (1, False)
+    assert all(torch.equal(_backbone(strided)[name], theirs[name]) for name in theirs)
+    assert strided.forward_features(torch.randn(1, 3, 64, 64)).shape == loaded.forward_features(
+        torch.randn(1, 3, 128, 128)).shape
 
 
 def test_build_refuses_another_arch_or_a_backbone_change() -> None:

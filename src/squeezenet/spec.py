@@ -21,6 +21,8 @@ from typing import Any
 from .errors import InputSizeError, SpecError
 
 BYPASS_MODES = ("none", "simple", "complex")
+# Spec fields that own no tensors: pretrained weights fit a network with any of them, so a fine-tuning may change them
+WEIGHT_FREE_FIELDS = ("dropout", "final_relu", "conv1_stride")
 MAX_FIRE_MODULES = 256  # far beyond any SqueezeNet (8); bounds the work a forged spec in a weights file can ask for
 # Bounds on what a spec (from flags, a config or a forged file) may ask for, far above any real SqueezeNet
 # (1.25M parameters, 1,000 classes, 512 channels, 227 pixels), so an absurd number is refused in one line

@@ -19,12 +19,12 @@ from typing import TYPE_CHECKING, Any
 from .errors import WeightsError
 from .model import SqueezeNet
 from .model import build as build_from_spec
-from .spec import PRESETS, Spec
+from .spec import PRESETS, WEIGHT_FREE_FIELDS, Spec
 
 if TYPE_CHECKING:
     from .weights.registry import PretrainedWeights
 
-HEAD_FIELDS = ("num_classes", "dropout", "final_relu")  # the spec fields that pretrained tensors leave free
+FREE_FIELDS = ("num_classes", *WEIGHT_FREE_FIELDS)  # the spec fields build may change on pretrained weights
 
 
 def build(arch: str | Spec | None = None, weights: str | os.PathLike[str] | None = None, *,
@@ -34,9 +34,10 @@ def build(arch: str | Spec | None = None, weights: str | os.PathLike[str] | None
     Without ``weights``: ``arch`` (default "1_0") with spec fields overridden by name (``num_classes=10``).
     With ``weights`` (anything ``load`` takes: a file, a model folder, a pretrained name, ``hf-hub:ORG/NAME``):
     the network and the preprocessing come from the weights, ``arch`` (if given) must be theirs, and only
-    the head may change: ``num_classes`` different from the weights' re-makes conv10 (``reset_classifier``),
-    ``dropout`` and ``final_relu`` are set. ``class_names`` name the outputs (and, alone, set their number).
-    Like timm and torchvision, the model comes in training mode: call ``.eval()`` to predict.
+    the settings without tensors may change: ``num_classes`` different from the weights' re-makes conv10
+    (``reset_classifier``), ``dropout``, ``final_relu`` and ``conv1_stride`` are set. ``class_names`` name the
+    outputs (and, alone, set their number). Like timm and torchvision, the model comes in training mode: call
+    ``.eval()`` to predict.
     """
     if class_names is not None:
         class_names = tuple(str(name) for name in class_names)
@@ -46,10 +47,10 @@ def build(arch: str | Spec | None = None, weights: str | os.PathLike[str] | None
         if class_names is not None:
             model.meta = model.meta.replace(class_names=class_names)
         return model
-    backbone_changes = sorted(set(overrides) - set(HEAD_FIELDS))
+    backbone_changes = sorted(set(overrides) - set(FREE_FIELDS))
     if backbone_changes:
         raise WeightsError(f"{weights}: {', '.join(backbone_changes)} would change the pretrained network; with "
-                           f"weights, build changes only the head ({', '.join(HEAD_FIELDS)})")
+                           f"weights, build changes only {', '.join(FREE_FIELDS)}")
     from .weights.io import load
     from .weights.registry import resolve
 
@@ -59,7 +60,7 @@ def build(arch: str | Spec | None = None, weights: str | os.PathLike[str] | None
 
 def _with_head(model: SqueezeNet, num_classes: int | None, class_names: tuple[str, ...] | None,
                changes: dict[str, Any]) -> SqueezeNet:
-    """``model`` with dropout/final_relu ``changes`` and, for a new class count, a fresh conv10."""
+    """``model`` with ``changes`` of its weight-free fields and, for a new class count, a fresh conv10."""
     if changes:  # no tensor changes shape, so the loaded ones fill a network built to the new spec
         spec = model.spec.replace(**changes)
         rebuilt = SqueezeNet(spec, model.meta.replace(spec=spec))

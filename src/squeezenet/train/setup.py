@@ -25,7 +25,7 @@ from ..files import is_folder
 from ..images import set_max_image_pixels
 from ..model import SqueezeNet
 from ..preprocess import Preprocessing
-from ..spec import Spec, get_spec
+from ..spec import WEIGHT_FREE_FIELDS, Spec, get_spec
 from .config import (
     DEFAULT_ARCH,
     RESUME_OVERRIDES,
@@ -337,10 +337,6 @@ def train_mode(setup: Setup, network: nn.Module) -> None:
         setup.model.features.eval()
 
 
-# Spec settings a trained network can change without new weights: a fine-tuning may set them.
-WEIGHT_FREE_SETTINGS = ("dropout", "final_relu", "conv1_stride")
-
-
 def _spec_to_train(config: TrainConfig, run: RunFolder, start: SqueezeNet | None, spec: Spec | None) -> Spec:
     """The starting model's spec with the dropout, final ReLU and conv1 stride the config gives; a resumed run's
     stored one; else the given spec or the config's preset, with the config's spec settings (dropout, batch norm,
@@ -348,7 +344,7 @@ def _spec_to_train(config: TrainConfig, run: RunFolder, start: SqueezeNet | None
     keeps its own."""
     if start is not None:
         changes = spec_overrides(config)
-        for name in sorted(set(changes) - set(WEIGHT_FREE_SETTINGS)):
+        for name in sorted(set(changes) - set(WEIGHT_FREE_FIELDS)):
             given, own = changes[name], getattr(start.spec, name)
             if given != own:
                 flag = flag_name(name) if given is True else f"--no-{name.replace('_', '-')}" if given is False \
@@ -356,7 +352,7 @@ def _spec_to_train(config: TrainConfig, run: RunFolder, start: SqueezeNet | None
                 has = ("" if own else "no ") + "batch norm" if name == "batch_norm" else f"{name} {own}"
                 raise TrainingError(f"{flag}: the starting weights have {has}, and a fine-tuning keeps their "
                                     "layers (it can change only --dropout, --final-relu and --conv1-stride)")
-        return start.spec.replace(**{name: changes[name] for name in WEIGHT_FREE_SETTINGS if name in changes})
+        return start.spec.replace(**{name: changes[name] for name in WEIGHT_FREE_FIELDS if name in changes})
     stored = run.read_spec() if config.resume else None
     if stored is not None:
         return stored
