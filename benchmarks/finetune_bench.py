@@ -8,6 +8,8 @@ Run by hand (minutes each; one at a time on a quiet machine):
     .venv/bin/python benchmarks/finetune_bench.py full --sizes 96,128  # (b) all of CIFAR-10, 30 minutes a size
     .venv/bin/python benchmarks/finetune_bench.py stages --bf16        # (b) 96 px, then 160 px, 30 minutes in all
     .venv/bin/python benchmarks/finetune_bench.py small-scratch        # from random weights, 180 photos, defaults
+    .venv/bin/python benchmarks/finetune_bench.py stem                 # linear probes: input size x conv1 stride
+    .venv/bin/python benchmarks/finetune_bench.py views RUN            # a (b) run's weights under each test view
 
 The data is CIFAR-10 from ../shared (JPEG files): a fixed, seeded subset of N training images per class,
 laid out as an ImageFolder (train/ + val/ of symbolic links), so every run goes through `squeezenet train`
@@ -226,9 +228,87 @@ def progressive(args: argparse.Namespace) -> None:
     print(json.dumps({"stages": rows, "train_seconds": round(spent, 1)}))
 
 
+def stem(args: argparse.Namespace) -> None:
+    """Which input size and conv1 stride give the pretrained v1.1 the most useful features for CIFAR-10, by a
+    quick proxy: logistic regression on the pooled fire9 features (no fine-tuning) of ``--per-class`` training
+    images per class, scored on ``--test-per-class`` test images per class. Stride 1 at half the size costs what
+    stride 2 costs at the full size (the same maps after conv1)."""
+    import numpy as np
+    import torch
+    from PIL import Image
+    from sklearn.linear_model import LogisticRegression
+    from torchvision.transforms.v2 import functional as F
+
+    import squeezenet as sq
+
+    data = folder(args.cache, args.per_class, args.test_per_class)
+
+    def images(split: str) -> tuple[torch.Tensor, np.ndarray]:
+        files = [(file, label) for label, name in enumerate(CLASSES)
+                 for file in sorted((data / split / name).iterdir())]
+        return (torch.stack([F.pil_to_tensor(Image.open(file).convert("RGB")) for file, _ in files]),
+                np.array([label for _, label in files]))
+
+    def features(model: sq.SqueezeNet, size: int, batch: torch.Tensor) -> np.ndarray:
+        with torch.inference_mode():
+            return torch.cat([model.forward_features(model.meta.preprocessing.normalize(
+                F.resize(part, [size, size], antialias=True))).mean((2, 3)) for part in batch.split(250)]).numpy()
+
+    (train_images, train_labels), (test_images, test_labels) = images("train"), images("val")
+    rows = []
+    for size, stride in (tuple(int(n) for n in part.split(":")) for part in args.stems.split(",")):
+        model = sq.build(weights=str(CAFFEMODEL_V11), conv1_stride=stride).eval()
+        started = time.perf_counter()
+        probe = LogisticRegression(max_iter=args.probe_iterations).fit(features(model, size, train_images),
+                                                                       train_labels)
+        rows.append({"size": size, "conv1_stride": stride, "probe_top1": round(probe.score(
+            features(model, size, test_images), test_labels), 4), "seconds": round(time.perf_counter() - started, 1)})
+        print(json.dumps(rows[-1]), flush=True)
+    print(json.dumps({"stem": rows}))
+
+
+def views(args: argparse.Namespace) -> None:
+    """A (b) run's saved weights scored on the 10,000 test images under each test view (none, flip, flip and two
+    moved copies), in one process; with --ema-decay, the weights as trained (state.pt) beside their average."""
+    import torch
+
+    import squeezenet as sq
+    from squeezenet.data import load_datasets
+    from squeezenet.evaluate import Tally
+    from squeezenet.train import TrainConfig, load_config
+    from squeezenet.train.loop import test_logits
+
+    run = args.run
+    config = load_config(run / "config.yaml")
+    saved = sq.load(run / "last.safetensors")
+    networks = {"saved": saved}
+    state = torch.load(run / "state.pt", weights_only=True)
+    if "trained_weights" in state:
+        networks["as trained"] = sq.load(run / "last.safetensors")
+        networks["as trained"].load_state_dict(state["trained_weights"])
+    data = load_datasets(CIFAR10, config.image_size, cache="on", preprocessing=saved.meta.preprocessing)
+    layout = torch.channels_last if config.channels_last else torch.contiguous_format
+    rows = []
+    for flip, shift in ((False, 0), (True, 0), (True, config.test_shift or 8)):
+        scoring = TrainConfig(test_flip=flip, test_shift=shift, channels_last=config.channels_last)
+        for name, network in networks.items():
+            network.eval().to(memory_format=layout)
+            tally = Tally(network.spec.num_classes)
+            with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.bf16):
+                for start in range(0, len(data.test), 500):
+                    batch, labels = data.test.batch([(i, 0) for i in range(start, min(start + 500, len(data.test)))])
+                    tally.add(test_logits(network, data.normalize(batch).contiguous(memory_format=layout), scoring),
+                              labels)
+            rows.append({"weights": name, "flip": flip, "shift": shift, "top1": round(tally.accuracy().top1, 4)})
+            print(json.dumps(rows[-1]), flush=True)
+    print(json.dumps({"views": rows}))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("mode", choices=("recipe", "fewshot", "first-model", "full", "stages", "small-scratch"))
+    parser.add_argument("mode", choices=("recipe", "fewshot", "first-model", "full", "stages", "small-scratch", "stem",
+                                         "views"))
+    parser.add_argument("run", type=Path, nargs="?", help="views: the run folder of a (b) run")
     parser.add_argument("--cache", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "squeezenet-bench")
     parser.add_argument("--out", type=Path, default=Path("runs/finetune-bench"))
     parser.add_argument("--lrs", default="0.003,0.01,0.03", help="recipe: learning rates to try")
@@ -254,13 +334,19 @@ def main() -> None:
     parser.add_argument("--full-epochs", type=int, default=None,
                         help="full: epochs of each run instead of the probe's estimate (its 16 steps include the "
                              "kernels' first-call cost, which bfloat16 makes large)")
+    parser.add_argument("--per-class", type=int, default=500, help="stem: training images per class")
+    parser.add_argument("--test-per-class", type=int, default=200, help="stem: test images per class")
+    parser.add_argument("--stems", default="128:2,64:1,160:2,80:1,96:1", help="stem: SIZE:CONV1_STRIDE, one probe each")
+    parser.add_argument("--probe-iterations", type=int, default=2000, help="stem: the logistic regression's limit")
     parser.add_argument("--bf16", action="store_true", help="full, stages: bfloat16 autocast (faster where the CPU has "
                                                             "AVX-512 BF16 or AMX)")
     args = parser.parse_args()
+    if args.mode == "views" and args.run is None:
+        parser.error("views needs the run folder of a (b) run")
     if args.budget_minutes is None:
         args.budget_minutes = 30.0 if args.mode in ("full", "stages") else 10.0
     modes = {"recipe": recipe, "fewshot": fewshot, "first-model": first_model, "full": full,
-             "stages": progressive, "small-scratch": small_scratch}
+             "stages": progressive, "small-scratch": small_scratch, "stem": stem, "views": views}
     with watched(lambda line: print(line, flush=True)):  # the figures are results only if the machine stayed quiet
         modes[args.mode](args)
 

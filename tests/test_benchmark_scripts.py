@@ -43,3 +43,13 @@ def test_int8_profile_smoke_run_lists_the_convolutions_of_each_runtime() -> None
     for title in ("onnxruntime fp32", "onnxruntime int8 (QDQ)", "openvino default", "openvino int8 (NNCF)"):
         assert f"\n{title}: " in text
     assert "QLinearConv" in text and "Convolution [" in text
+
+
+def test_stem_probe_smoke_run_reports_one_probe_per_size_and_stride(tmp_path: Path) -> None:
+    shared_path("data/cifar10-jpeg.tar.gz")
+    shared_path("weights/caffe_v1.1/squeezenet_v1.1.caffemodel")
+    lines = run_script("finetune_bench.py", "stem", "--per-class", "4", "--test-per-class", "3", "--stems",
+                       "64:1,32:2", "--cache", str(tmp_path))
+    rows = json.loads(next(line for line in lines if line.startswith('{"stem"')))["stem"]
+    assert [(row["size"], row["conv1_stride"]) for row in rows] == [(64, 1), (32, 2)]
+    assert all(abs(row["probe_top1"] * 30 - round(row["probe_top1"] * 30)) < 0.01 for row in rows)  # k of 30 images

@@ -360,7 +360,7 @@ def evaluate(setup: Setup) -> dict[str, float]:
         for images, labels in batches(data.test, keys, setup.workers):
             if len(labels):
                 images, labels = _to_device(images, labels, setup)
-                tally.add(_test_logits(model, images, config), labels)
+                tally.add(test_logits(model, images, config), labels)
     train_mode(setup, model)
     all_sum(tally.sums, processes)
     all_sum(tally.alive, processes)
@@ -369,7 +369,7 @@ def evaluate(setup: Setup) -> dict[str, float]:
     return {"test_loss": result.loss, "test_top1": result.top1, **top5, "dead_classes": result.dead_classes}
 
 
-def _test_logits(model: nn.Module, images: torch.Tensor, config: TrainConfig) -> torch.Tensor:
+def test_logits(model: nn.Module, images: torch.Tensor, config: TrainConfig) -> torch.Tensor:
     """The logits a test batch is scored by: its own, or a weighted mean over test-time views of it."""
     def unmoved(batch: torch.Tensor) -> torch.Tensor:
         logits = model(batch).float()
