@@ -86,9 +86,10 @@ class TrainConfig:
                                             "--no-final-relu keeps few-class networks from losing classes (a "
                                             "deviation; default: the preset's, or the weights' own; fine-tuning "
                                             "may change it)")
-    conv1_stride: int | None = _option(None, "stride of conv1 (default: the preset's, 2 in v1.0/v1.1, or the weights' own; "
-                                             "fine-tuning may change it: at 1, small images upscaled half as "
-                                             "much give the later layers maps of the same size at the same cost)")
+    conv1_stride: int | None = _option(None, "stride of conv1 (default: the preset's, 2 in v1.0/v1.1, or the "
+                                             "weights' own; fine-tuning may change it: at 1, small images upscaled "
+                                             "half as much give the later layers maps of the same size at the same "
+                                             "cost)")
     bypass: str | None = _option(None, "bypass connections around Fire modules (Section 6): none, simple, complex; "
                                  "default: the preset's", choices=BYPASS_MODES)
     num_classes: int | None = _option(None, "outputs of conv10 (default: the dataset's classes)")
