@@ -21,6 +21,7 @@ folder's metrics.jsonl.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import math
 import os
@@ -286,7 +287,7 @@ def views(args: argparse.Namespace) -> None:
     networks = {"saved": saved}
     state = torch.load(run / "state.pt", weights_only=True)
     if "trained_weights" in state:
-        networks["as trained"] = sq.load(run / "last.safetensors")
+        networks["as trained"] = copy.deepcopy(saved)
         networks["as trained"].load_state_dict(state["trained_weights"])
     data = load_datasets(CIFAR10, config.image_size, cache="on", preprocessing=saved.meta.preprocessing)
     layout = torch.channels_last if config.channels_last else torch.contiguous_format

@@ -61,11 +61,7 @@ def build(arch: str | Spec | None = None, weights: str | os.PathLike[str] | None
 def _with_head(model: SqueezeNet, num_classes: int | None, class_names: tuple[str, ...] | None,
                changes: dict[str, Any]) -> SqueezeNet:
     """``model`` with ``changes`` of its weight-free fields and, for a new class count, a fresh conv10."""
-    if changes:  # no tensor changes shape, so the loaded ones fill a network built to the new spec
-        spec = model.spec.replace(**changes)
-        rebuilt = SqueezeNet(spec, model.meta.replace(spec=spec))
-        rebuilt.load_state_dict(model.state_dict())
-        model = rebuilt
+    model.set_weight_free_options(**changes)
     if num_classes is not None and num_classes != model.spec.num_classes:
         model.reset_classifier(num_classes, class_names)
     elif class_names is not None:  # the pretrained head kept, its outputs renamed
