@@ -44,6 +44,9 @@ class TrainConfig:
     augment: bool | None = _option(None, "random crops and flips of the training images; --no-augment trains on "
                                          "them as they are scored (default: on, except with --train classifier, "
                                          "where the frozen backbone's features are then computed once per image)")
+    freeze: str | None = _option(None, "keep the layers from conv1 through this one (e.g. conv1, fire3) at the "
+                                       "starting weights: no gradients, so their backward pass, the dearest part of "
+                                       "a step on the CPU, is skipped; see docs/training.md")
     backbone_lr_scale: float = _option(1.0, "the backbone's learning rate is the peak lr times this (e.g. 0.1); "
                                             "conv10 gets the peak lr")
     val_fraction: float = _option(0.2, "a folder without val/ or test/: the share of each class held out, by a "
@@ -149,6 +152,10 @@ class TrainConfig:
             if limits is not None and value is not None and not limits.admits(value, field_type(item.name)):
                 raise TrainingError(f"{flag_name(item.name)} must be {limits.describe(field_type(item.name))}, "
                                     f"got {value!r}")
+        if self.freeze is not None and self.train == "classifier":
+            raise TrainingError("--freeze: --train classifier freezes the whole backbone already")
+        if self.freeze is not None and self.weights is None and not self.resume:
+            raise TrainingError(f"--freeze {self.freeze} keeps layers at the starting weights: give --weights")
         if self.train == "classifier" and self.weights is None and not self.resume:
             raise TrainingError("--train classifier trains conv10 on a frozen backbone: give --weights to take the "
                                 "backbone from")

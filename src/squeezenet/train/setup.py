@@ -313,17 +313,39 @@ def _model_for(data: Datasets, config: TrainConfig, spec: Spec, start: SqueezeNe
     return model
 
 
-def _optimizer(model: SqueezeNet, config: TrainConfig) -> torch.optim.Optimizer:
-    """SGD or AdamW over what ``--train`` trains. With --train classifier the backbone is frozen (no gradients,
-    its batch-norm statistics fixed); --backbone-lr-scale gives the backbone its own share of the lr."""
+def frozen_layers(model: SqueezeNet, config: TrainConfig) -> list[nn.Module]:
+    """The layers training leaves at their starting weights: the whole backbone for --train classifier, conv1
+    through the named layer for --freeze, else none."""
     if config.train == "classifier":
-        model.features.requires_grad_(False)
-        groups = [{"params": list(model.classifier.parameters()), "lr_scale": 1.0}]
+        return [model.features]
+    if config.freeze is None:
+        return []
+    children = list(model.features.named_children())
+    names = [name for name, layer in children if any(True for _ in layer.parameters())]
+    if config.freeze not in names:
+        raise TrainingError(f"--freeze {config.freeze}: {model.spec.name} has no such layer; it has "
+                            f"{', '.join(names)}")
+    last = [name for name, _ in children].index(config.freeze)
+    return [layer for _, layer in children[:last + 1]]
+
+
+def _optimizer(model: SqueezeNet, config: TrainConfig) -> torch.optim.Optimizer:
+    """SGD or AdamW over what ``--train`` and ``--freeze`` leave to train: frozen layers get no gradients (which
+    also skips their backward pass) and keep their batch-norm statistics; --backbone-lr-scale gives the backbone
+    its own share of the lr."""
+    for layer in frozen_layers(model, config):
+        layer.requires_grad_(False)
+
+    def trained(module: nn.Module) -> list[nn.Parameter]:
+        return [parameter for parameter in module.parameters() if parameter.requires_grad]
+
+    if config.train == "classifier":
+        groups = [{"params": trained(model.classifier), "lr_scale": 1.0}]
     elif config.backbone_lr_scale != 1.0:
-        groups = [{"params": list(model.features.parameters()), "lr_scale": config.backbone_lr_scale},
-                  {"params": list(model.classifier.parameters()), "lr_scale": 1.0}]
+        groups = [{"params": trained(model.features), "lr_scale": config.backbone_lr_scale},
+                  {"params": trained(model.classifier), "lr_scale": 1.0}]
     else:  # one group, as every run before backbone scales existed: their checkpoints resume the same
-        groups = [{"params": list(model.parameters()), "lr_scale": 1.0}]
+        groups = [{"params": trained(model), "lr_scale": 1.0}]
     if config.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=config.peak_lr, momentum=config.momentum, nesterov=config.nesterov,
                                weight_decay=config.weight_decay)
@@ -331,10 +353,10 @@ def _optimizer(model: SqueezeNet, config: TrainConfig) -> torch.optim.Optimizer:
 
 
 def train_mode(setup: Setup, network: nn.Module) -> None:
-    """Training mode, except a frozen backbone, which keeps its batch-norm statistics (a linear probe)."""
+    """Training mode, except frozen layers, which keep their batch-norm statistics (a linear probe, --freeze)."""
     network.train()
-    if setup.config.train == "classifier":
-        setup.model.features.eval()
+    for layer in frozen_layers(setup.model, setup.config):
+        layer.eval()
 
 
 def _spec_to_train(config: TrainConfig, run: RunFolder, start: SqueezeNet | None, spec: Spec | None) -> Spec:
