@@ -160,12 +160,14 @@ def first_model(args: argparse.Namespace) -> None:
     print(json.dumps({"first_model": row}))
 
 
-def _probe(args: argparse.Namespace, name: str, size: int, epochs: int, lr: float | None = None) -> dict[str, object]:
-    """A short run on 2,048 training images at ``size``: it times the steps and scoring, and decodes the archive
-    at that size into the cache once, before the timed runs."""
+def _probe(args: argparse.Namespace, name: str, size: int, epochs: int, lr: float | None = None,
+           flags: tuple[str, ...] = ()) -> dict[str, object]:
+    """A short run on 2,048 training images at ``size``: it times the steps and scoring (with ``flags``, which may
+    change both, e.g. --freeze or --test-shift), and decodes the archive at that size into the cache once, before
+    the timed runs."""
     return train(CIFAR10, args.out / name, "--weights", str(CAFFEMODEL_V11), "--image-size", str(size), "--cache",
                  "on", "--batch-size", str(args.batch_size), *(["--lr", str(lr)] if lr else []),
-                 *(["--bf16"] if args.bf16 else []), "--epochs", str(epochs), "--subset", "2048",
+                 *(["--bf16"] if args.bf16 else []), *flags, "--epochs", str(epochs), "--subset", "2048",
                  "--eval-every", "1000", processes=args.processes)
 
 
@@ -180,7 +182,7 @@ def full(args: argparse.Namespace) -> None:
     for size in (int(text) for text in args.sizes.split(",")):
         common = ["--weights", str(CAFFEMODEL_V11), "--image-size", str(size), "--cache", "on",
                   "--batch-size", str(args.batch_size), "--lr", str(args.lr), *(["--bf16"] if args.bf16 else [])]
-        probe = _probe(args, f"full-{size}-probe", size, epochs=2, lr=args.lr)
+        probe = _probe(args, f"full-{size}-probe", size, epochs=2, lr=args.lr, flags=tuple(args.finetune_flags.split()))
         if "failed" in probe:
             rows[size] = probe
             continue

@@ -53,3 +53,13 @@ def test_stem_probe_smoke_run_reports_one_probe_per_size_and_stride(tmp_path: Pa
     rows = json.loads(next(line for line in lines if line.startswith('{"stem"')))["stem"]
     assert [(row["size"], row["conv1_stride"]) for row in rows] == [(64, 1), (32, 2)]
     assert all(abs(row["probe_top1"] * 30 - round(row["probe_top1"] * 30)) < 0.01 for row in rows)  # k of 30 images
+
+
+def test_step_speed_smoke_run_times_the_frozen_layers_against_none() -> None:
+    lines = run_script("bf16_step.py", "--sizes", "32", "--batch", "4", "--steps", "1", "--freeze", "conv1,fire3")
+    frozen = [line for line in lines if "frozen" in line]
+    assert [line.split(" through ")[1].split()[0] for line in frozen] == ["conv1", "fire3"]
+    assert all(line.endswith("x none frozen)") for line in frozen)
+    refused = subprocess.run([sys.executable, "bf16_step.py", "--freeze", "fire12"], cwd=BENCHMARKS,
+                             capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 2 and "--freeze fire12: 1_1 has no such layer" in refused.stderr

@@ -288,3 +288,41 @@ def test_fine_tuning_refuses_settings_that_would_change_the_layers(tmp_path, pho
                            "--out", str(tmp_path / "run"), *FAST, *flags)
     assert code != 0 and message in err and "Traceback" not in err
     assert not (tmp_path / "run" / "last.safetensors").exists()
+
+
+def test_freeze_keeps_conv1_through_the_layer_and_only_those(tmp_path, photos, caffemodel):
+    config = sq.TrainConfig.finetuning(str(caffemodel), data=str(photos), out=str(tmp_path / "run"), freeze="fire2",
+                                       image_size=64, epochs=1, batch_size=8, progress=False, workers=0)
+    train(config)
+    before = sq.load(caffemodel).state_dict()
+    after = read_safetensors(tmp_path / "run" / "last.safetensors").state_dict
+    kept = {key for key in before if key.startswith(("features.conv1.", "features.fire2."))}
+    assert len(kept) == 8 and all(torch.equal(after[key], before[key]) for key in kept)
+    changed = [key for key in before if key.startswith("features.") and not torch.equal(after[key], before[key])]
+    assert {key.split(".")[1] for key in changed} == {f"fire{index}" for index in range(3, 10)}
+
+
+def test_freeze_keeps_the_batch_norm_statistics_of_the_frozen_layers(tmp_path, photos):
+    """From random weights too (a random stem is a user's choice): the frozen layers' running statistics stay."""
+    model = sq.SqueezeNet(sq.get_spec("1_1", num_classes=3, batch_norm=True))
+    start = {key: value.clone() for key, value in model.state_dict().items()}
+    config = sq.TrainConfig(data=str(photos), out=str(tmp_path / "run"), freeze="fire3", image_size=64, epochs=1,
+                            batch_size=8, lr=0.01, progress=False, workers=0)
+    train(config, model=model)
+    after = read_safetensors(tmp_path / "run" / "last.safetensors").state_dict
+    frozen = [key for key in start if key.startswith(("features.conv1.", "features.fire2.", "features.fire3."))]
+    assert sum("running_mean" in key and key in after for key in frozen) == 7  # conv1's and 3 in each Fire
+    assert all(torch.equal(after[key], start[key]) for key in frozen if key in after)
+    moved = [key for key in start if key.startswith("features.fire4.") and "running_mean" in key]
+    assert moved and not all(torch.equal(after[key], start[key]) for key in moved)
+
+
+@pytest.mark.parametrize(("flags", "message"), [
+    (["--freeze", "fire12"], "--freeze fire12: 1_1 has no such layer; it has conv1, fire2,"),
+    (["--freeze", "conv1", "--train", "classifier"], "--freeze: --train classifier freezes the whole backbone"),
+])
+def test_freeze_refuses_what_it_cannot_do_in_one_line(tmp_path, photos, caffemodel, capsys, flags, message):
+    code, _, err = run_cli(capsys, "train", "--weights", str(caffemodel), "--data", str(photos),
+                           "--out", str(tmp_path / "run"), *FAST, *flags)
+    assert code != 0 and message in err and err.count("\n") == 1
+    assert not (tmp_path / "run" / "last.safetensors").exists()

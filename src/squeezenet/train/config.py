@@ -154,8 +154,6 @@ class TrainConfig:
                                     f"got {value!r}")
         if self.freeze is not None and self.train == "classifier":
             raise TrainingError("--freeze: --train classifier freezes the whole backbone already")
-        if self.freeze is not None and self.weights is None and not self.resume:
-            raise TrainingError(f"--freeze {self.freeze} keeps layers at the starting weights: give --weights")
         if self.train == "classifier" and self.weights is None and not self.resume:
             raise TrainingError("--train classifier trains conv10 on a frozen backbone: give --weights to take the "
                                 "backbone from")
