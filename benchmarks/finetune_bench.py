@@ -10,6 +10,7 @@ Run by hand (minutes each; one at a time on a quiet machine):
     .venv/bin/python benchmarks/finetune_bench.py small-scratch        # from random weights, 180 photos, defaults
     .venv/bin/python benchmarks/finetune_bench.py stem                 # linear probes: input size x conv1 stride
     .venv/bin/python benchmarks/finetune_bench.py views RUN            # a (b) run's weights under each test view
+    .venv/bin/python benchmarks/finetune_bench.py speed --bf16         # (b) the loop's img/s by size and --freeze
 
 The data is CIFAR-10 from ../shared (JPEG files): a fixed, seeded subset of N training images per class,
 laid out as an ImageFolder (train/ + val/ of symbolic links), so every run goes through `squeezenet train`
@@ -231,6 +232,28 @@ def progressive(args: argparse.Namespace) -> None:
     print(json.dumps({"stages": rows, "train_seconds": round(spent, 1)}))
 
 
+def speed(args: argparse.Namespace) -> None:
+    """How fast the (b) loop trains at each SIZE:FROZEN (`--freeze`; none: every layer trains), on ``--per-class``
+    training images of each class: two epochs, the second one timed (the first pays for the first steps)."""
+    data, rows = folder(args.cache, args.per_class, args.test_per_class), []
+    for text in args.speeds.split(","):
+        size, frozen = text.split(":")
+        out = args.out / f"speed-{size}-{frozen}"
+        run = train(data, out, "--weights", str(CAFFEMODEL_V11), "--image-size", size, "--cache", "on",
+                    "--batch-size", str(args.batch_size), "--lr", str(args.lr), *(["--bf16"] if args.bf16 else []),
+                    *(["--freeze", frozen] if frozen != "none" else []), "--epochs", "2", "--eval-every", "1000",
+                    processes=args.processes)
+        row = {"size": int(size), "frozen": frozen, **run}
+        if "failed" not in run:
+            row["images_per_s"] = round(json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])
+                                        ["images_per_s"], 1)
+            ratio = row["images_per_s"] / rows[0]["images_per_s"] if rows and "images_per_s" in rows[0] else 1.0
+            print(f"{size}px, {frozen} frozen: {row['images_per_s']:.1f} img/s ({ratio:.2f}x the first row)",
+                  flush=True)
+        rows.append(row)
+    print(json.dumps({"speed": rows}))
+
+
 def stem(args: argparse.Namespace) -> None:
     """Which input size and conv1 stride give the pretrained v1.1 the most useful features for CIFAR-10, by a
     quick proxy: logistic regression on the standardised, pooled fire9 features (no fine-tuning) of
@@ -312,7 +335,7 @@ def views(args: argparse.Namespace) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("mode", choices=("recipe", "fewshot", "first-model", "full", "stages", "small-scratch", "stem",
-                                         "views"))
+                                         "views", "speed"))
     parser.add_argument("run", type=Path, nargs="?", help="views: the run folder of a (b) run")
     parser.add_argument("--cache", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "squeezenet-bench")
     parser.add_argument("--out", type=Path, default=Path("runs/finetune-bench"))
@@ -330,28 +353,30 @@ def main() -> None:
     parser.add_argument("--budget-minutes", type=float, default=None,
                         help="training time of each run (default: fewshot 10, full and stages 30)")
     parser.add_argument("--sizes", default="96,128", help="full: input sizes to fine-tune at, one run each")
-    parser.add_argument("--batch-size", type=int, default=128, help="full, stages: batch per step")
+    parser.add_argument("--batch-size", type=int, default=128, help="full, stages, speed: batch per step")
     parser.add_argument("--lr", type=float, default=0.012, help="full, stages: peak lr (the recipe's 0.003 at "
                                                                   "batch 32, scaled to the batch)")
     parser.add_argument("--stages", default="96:4,160:3:0.006",
                         help="stages: SIZE:EPOCHS[:PEAK_LR] in order, each from the previous stage's weights")
-    parser.add_argument("--processes", type=int, default=2, help="full, stages: training processes (torchrun)")
+    parser.add_argument("--processes", type=int, default=2, help="full, stages, speed: training processes (torchrun)")
     parser.add_argument("--full-epochs", type=int, default=None,
                         help="full: epochs of each run instead of the probe's estimate (its 16 steps include the "
                              "kernels' first-call cost, which bfloat16 makes large)")
-    parser.add_argument("--per-class", type=int, default=500, help="stem: training images per class")
-    parser.add_argument("--test-per-class", type=int, default=200, help="stem: test images per class")
+    parser.add_argument("--per-class", type=int, default=500, help="stem, speed: training images per class")
+    parser.add_argument("--test-per-class", type=int, default=200, help="stem, speed: test images per class")
     parser.add_argument("--stems", default="128:2,64:1,160:2,80:1,96:1", help="stem: SIZE:CONV1_STRIDE, one probe each")
     parser.add_argument("--probe-iterations", type=int, default=2000, help="stem: the logistic regression's limit")
-    parser.add_argument("--bf16", action="store_true", help="full, stages: bfloat16 autocast (faster where the CPU has "
-                                                            "AVX-512 BF16 or AMX)")
+    parser.add_argument("--speeds", default="128:none,128:conv1,128:fire3,144:fire3,160:fire3,160:fire5",
+                        help="speed: SIZE:FROZEN (a --freeze layer, or none), one short run each")
+    parser.add_argument("--bf16", action="store_true", help="full, stages, speed: bfloat16 autocast (faster where the "
+                                                            "CPU has AVX-512 BF16 or AMX)")
     args = parser.parse_args()
     if args.mode == "views" and args.run is None:
         parser.error("views needs the run folder of a (b) run")
     if args.budget_minutes is None:
         args.budget_minutes = 30.0 if args.mode in ("full", "stages") else 10.0
     modes = {"recipe": recipe, "fewshot": fewshot, "first-model": first_model, "full": full,
-             "stages": progressive, "small-scratch": small_scratch, "stem": stem, "views": views}
+             "stages": progressive, "small-scratch": small_scratch, "stem": stem, "views": views, "speed": speed}
     with watched(lambda line: print(line, flush=True)):  # the figures are results only if the machine stayed quiet
         modes[args.mode](args)
 

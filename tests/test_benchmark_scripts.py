@@ -12,6 +12,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from .conftest import shared_path
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
@@ -45,11 +47,17 @@ def test_int8_profile_smoke_run_lists_the_convolutions_of_each_runtime() -> None
     assert "QLinearConv" in text and "Convolution [" in text
 
 
-def test_stem_probe_smoke_run_reports_one_probe_per_size_and_stride(tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def bench_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """finetune_bench.py's cache, shared so the CIFAR-10 archive is unpacked once for the smoke runs."""
     shared_path("data/cifar10-jpeg.tar.gz")
     shared_path("weights/caffe_v1.1/squeezenet_v1.1.caffemodel")
+    return tmp_path_factory.mktemp("finetune-bench")
+
+
+def test_stem_probe_smoke_run_reports_one_probe_per_size_and_stride(bench_cache: Path) -> None:
     lines = run_script("finetune_bench.py", "stem", "--per-class", "4", "--test-per-class", "3", "--stems",
-                       "64:1,32:2", "--cache", str(tmp_path))
+                       "64:1,32:2", "--cache", str(bench_cache))
     rows = json.loads(next(line for line in lines if line.startswith('{"stem"')))["stem"]
     assert [(row["size"], row["conv1_stride"]) for row in rows] == [(64, 1), (32, 2)]
     assert all(abs(row["probe_top1"] * 30 - round(row["probe_top1"] * 30)) < 0.01 for row in rows)  # k of 30 images
@@ -63,3 +71,13 @@ def test_step_speed_smoke_run_times_the_frozen_layers_against_none() -> None:
     refused = subprocess.run([sys.executable, "bf16_step.py", "--freeze", "fire12"], cwd=BENCHMARKS,
                              capture_output=True, text=True, timeout=120)
     assert refused.returncode == 2 and "--freeze fire12: 1_1 has no such layer" in refused.stderr
+
+
+def test_loop_speed_smoke_run_reports_each_size_and_frozen_layers(bench_cache: Path, tmp_path: Path) -> None:
+    lines = run_script("finetune_bench.py", "speed", "--speeds", "32:none,32:fire3", "--processes", "1",
+                       "--batch-size", "8", "--per-class", "4", "--test-per-class", "3", "--cache", str(bench_cache),
+                       "--out", str(tmp_path / "runs"))
+    rows = json.loads(next(line for line in lines if line.startswith('{"speed"')))["speed"]
+    assert [(row["size"], row["frozen"]) for row in rows] == [(32, "none"), (32, "fire3")]
+    assert all(row["images_per_s"] > 0 and row["epochs"] == 2 for row in rows)
+    assert any(line.startswith("32px, fire3 frozen: ") and "x the first row)" in line for line in lines)
