@@ -181,7 +181,7 @@ def full(args: argparse.Namespace) -> None:
     scorings. The probe's time is not counted in the budget."""
     rows = {}
     for size in (int(text) for text in args.sizes.split(",")):
-        common = ["--weights", str(CAFFEMODEL_V11), "--image-size", str(size), "--cache", "on",
+        common = ["--image-size", str(size), "--cache", "on",
                   "--batch-size", str(args.batch_size), "--lr", str(args.lr), *(["--bf16"] if args.bf16 else [])]
         probe = _probe(args, f"full-{size}-probe", size, epochs=2, lr=args.lr, flags=tuple(args.finetune_flags.split()))
         if "failed" in probe:
@@ -196,10 +196,17 @@ def full(args: argparse.Namespace) -> None:
         epochs = args.full_epochs or max(1, math.floor(0.92 * training * rate / 50_000))
         print(f"{size}px: {rate:.0f} img/s, {scoring:.0f} s to score in the probe -> {epochs} epochs"
               + (" (--full-epochs)" if args.full_epochs else ""), flush=True)
-        rows[size] = {"probe_images_per_s": rate, **train(
-            CIFAR10, args.out / f"full-{size}", *common, "--epochs", str(epochs), "--warmup-epochs", "0.3",
-            "--test-flip", "--eval-every", str(max(1, math.ceil(epochs / 3))),
-            "--time-limit", str(args.budget_minutes * 60), *args.finetune_flags.split(), processes=args.processes)}
+        start, budget, head = CAFFEMODEL_V11, args.budget_minutes * 60, {}
+        if args.head_epochs:  # LP-FT: conv10 trained on the frozen features first (computed once per image), in
+            # the budget; the fine-tuning then starts from a trained head instead of a random one
+            head = train(CIFAR10, args.out / f"full-{size}-head", "--weights", str(start), *common, "--train",
+                         "classifier", "--dropout", "0", "--epochs", str(args.head_epochs), "--eval-every", "1000",
+                         "--time-limit", str(budget), processes=args.processes)
+            start, budget = args.out / f"full-{size}-head" / "last.safetensors", budget - head["wall_seconds"]
+        rows[size] = {"probe_images_per_s": rate, **({"head": head} if head else {}), **train(
+            CIFAR10, args.out / f"full-{size}", *common, "--weights", str(start), "--epochs", str(epochs),
+            "--warmup-epochs", "0.3", "--test-flip", "--eval-every", str(max(1, math.ceil(epochs / 3))),
+            "--time-limit", str(round(budget)), *args.finetune_flags.split(), processes=args.processes)}
     print(json.dumps({"full": rows}))
 
 
@@ -362,6 +369,8 @@ def main() -> None:
     parser.add_argument("--full-epochs", type=int, default=None,
                         help="full: epochs of each run instead of the probe's estimate (its 16 steps include the "
                              "kernels' first-call cost, which bfloat16 makes large)")
+    parser.add_argument("--head-epochs", type=int, default=0, help="full: first train conv10 alone on the frozen "
+                        "features for this many epochs, in the budget (LP-FT), then fine-tune every layer from it")
     parser.add_argument("--per-class", type=int, default=500, help="stem, speed: training images per class")
     parser.add_argument("--test-per-class", type=int, default=200, help="stem, speed: test images per class")
     parser.add_argument("--stems", default="128:2,64:1,160:2,80:1,96:1", help="stem: SIZE:CONV1_STRIDE, one probe each")
