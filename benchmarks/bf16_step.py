@@ -81,7 +81,7 @@ def main() -> None:
                   f"bfloat16 {ratios[1]:.2f}x", flush=True)
         for layer in filter(None, args.freeze.split(",")):
             frozen = images_per_second(size, True, args.batch, args.steps, FORMATS[formats[-1]], layer)
-            print(f"{size}x{size} {formats[-1]}, conv1 through {layer} frozen: bfloat16 autocast {frozen:.1f} img/s "
+            print(f"{size}x{size} {formats[-1]}, frozen through {layer}: bfloat16 autocast {frozen:.1f} img/s "
                   f"({frozen / rates[formats[-1]][1]:.2f}x none frozen)", flush=True)
 
 

@@ -6,6 +6,7 @@ Run by hand (minutes each; one at a time on a quiet machine):
     .venv/bin/python benchmarks/finetune_bench.py fewshot              # (a) fine-tune vs probe vs scratch
     .venv/bin/python benchmarks/finetune_bench.py first-model          # (c) a 500-image folder to best.safetensors
     .venv/bin/python benchmarks/finetune_bench.py full --sizes 96,128  # (b) all of CIFAR-10, 30 minutes a size
+    .venv/bin/python benchmarks/finetune_bench.py full --head-epochs 2 # (b) LP-FT: the head first, in the budget
     .venv/bin/python benchmarks/finetune_bench.py stages --bf16        # (b) 96 px, then 160 px, 30 minutes in all
     .venv/bin/python benchmarks/finetune_bench.py small-scratch        # from random weights, 180 photos, defaults
     .venv/bin/python benchmarks/finetune_bench.py stem                 # linear probes: input size x conv1 stride

@@ -65,8 +65,8 @@ def test_stem_probe_smoke_run_reports_one_probe_per_size_and_stride(bench_cache:
 
 def test_step_speed_smoke_run_times_the_frozen_layers_against_none() -> None:
     lines = run_script("bf16_step.py", "--sizes", "32", "--batch", "4", "--steps", "1", "--freeze", "conv1,fire3")
-    frozen = [line for line in lines if "frozen" in line]
-    assert [line.split(" through ")[1].split()[0] for line in frozen] == ["conv1", "fire3"]
+    frozen = [line for line in lines if "frozen through" in line]
+    assert [line.split("frozen through ")[1].split(":")[0] for line in frozen] == ["conv1", "fire3"]
     assert all(line.endswith("x none frozen)") for line in frozen)
     refused = subprocess.run([sys.executable, "bf16_step.py", "--freeze", "fire12"], cwd=BENCHMARKS,
                              capture_output=True, text=True, timeout=120)
