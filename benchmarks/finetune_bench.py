@@ -198,8 +198,9 @@ def full(args: argparse.Namespace) -> None:
         print(f"{size}px: {rate:.0f} img/s, {scoring:.0f} s to score in the probe -> {epochs} epochs"
               + (" (--full-epochs)" if args.full_epochs else ""), flush=True)
         start, budget, head = CAFFEMODEL_V11, args.budget_minutes * 60, {}
-        if args.head_epochs:  # LP-FT: conv10 trained on the frozen features first (computed once per image), in
-            # the budget; the fine-tuning then starts from a trained head instead of a random one
+        if args.head_epochs:  # LP-FT: conv10 trained on the frozen backbone first, in the budget; the fine-tuning
+            # then starts from a trained head instead of a random one. (At 128 px the features of all of CIFAR-10
+            # outgrow the probe's feature cache, so each of these epochs runs the backbone forward.)
             head = train(CIFAR10, args.out / f"full-{size}-head", "--weights", str(start), *common, "--train",
                          "classifier", "--dropout", "0", "--epochs", str(args.head_epochs), "--eval-every", "1000",
                          "--time-limit", str(budget), processes=args.processes)

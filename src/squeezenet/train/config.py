@@ -45,8 +45,8 @@ class TrainConfig:
                                          "them as they are scored (default: on, except with --train classifier, "
                                          "where the frozen backbone's features are then computed once per image)")
     freeze: str | None = _option(None, "keep the layers from conv1 through this one (e.g. conv1, fire3) at the "
-                                       "starting weights: no gradients, so their backward pass, the dearest part of "
-                                       "a step on the CPU, is skipped; see docs/training.md")
+                                       "starting weights: no gradients, so their backward pass is skipped too and "
+                                       "steps are faster; see docs/training.md")
     backbone_lr_scale: float = _option(1.0, "the backbone's learning rate is the peak lr times this (e.g. 0.1); "
                                             "conv10 gets the peak lr")
     val_fraction: float = _option(0.2, "a folder without val/ or test/: the share of each class held out, by a "
