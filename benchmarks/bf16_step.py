@@ -61,9 +61,10 @@ def main() -> None:
     formats = args.formats.split(",")
     if unknown := [name for name in formats if name not in FORMATS]:
         parser.error(f"--formats: unknown {', '.join(unknown)}; choose from {', '.join(FORMATS)}")
-    for layer in filter(None, args.freeze.split(",")):
+    frozen_names, model = list(filter(None, args.freeze.split(","))), sq.build("1_1", num_classes=10)
+    for layer in frozen_names:  # refused before any timing, as `squeezenet train --freeze` refuses a bad name
         try:
-            frozen_layers(sq.build("1_1", num_classes=10), sq.TrainConfig(freeze=layer))
+            frozen_layers(model, sq.TrainConfig(freeze=layer))
         except sq.TrainingError as error:
             parser.error(str(error))
     torch.set_num_threads(args.threads)
@@ -79,7 +80,7 @@ def main() -> None:
             ratios = [fast / slow for fast, slow in zip(rates["channels-last"], rates["contiguous"], strict=True)]
             print(f"{size}x{size} channels-last against contiguous: float32 {ratios[0]:.2f}x, "
                   f"bfloat16 {ratios[1]:.2f}x", flush=True)
-        for layer in filter(None, args.freeze.split(",")):
+        for layer in frozen_names:
             frozen = images_per_second(size, True, args.batch, args.steps, FORMATS[formats[-1]], layer)
             print(f"{size}x{size} {formats[-1]}, frozen through {layer}: bfloat16 autocast {frozen:.1f} img/s "
                   f"({frozen / rates[formats[-1]][1]:.2f}x none frozen)", flush=True)
