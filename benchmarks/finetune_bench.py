@@ -201,7 +201,7 @@ def full(args: argparse.Namespace) -> None:
         start, budget, head = CAFFEMODEL_V11, args.budget_minutes * 60, {}
         if args.head_epochs:  # LP-FT: conv10 trained on the frozen backbone first, in the budget; the fine-tuning
             # then starts from a trained head instead of a random one. (At 128 px the features of all of CIFAR-10
-            # outgrow the probe's feature cache, so each of these epochs runs the backbone forward.)
+            # fit the probe's feature cache in bfloat16 only, with --bf16; in float32 each epoch runs the backbone.)
             head = train(CIFAR10, args.out / f"full-{size}-head", "--weights", str(start), *common, "--train",
                          "classifier", "--dropout", "0", "--epochs", str(args.head_epochs), "--eval-every", "1000",
                          "--time-limit", str(budget), processes=args.processes)

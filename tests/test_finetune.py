@@ -183,6 +183,30 @@ def test_a_probe_on_cached_features_trains_the_head_as_through_the_frozen_backbo
     assert read_metrics(tmp_path / "cached")[-1]["test_top1"] == read_metrics(tmp_path / "whole")[-1]["test_top1"]
 
 
+def test_a_bf16_probe_caches_its_features_in_half_the_memory(tmp_path, photos, caffemodel, capsys, monkeypatch):
+    """With --bf16 the cached features are bfloat16 (what the head casts them to anyway): a cache that the float32
+    features of the training images overflow holds all of them, test split included."""
+    from squeezenet.train import setup
+
+    model = sq.load(caffemodel)
+    with torch.inference_mode():
+        per_image = model.forward_features(torch.zeros(1, 3, 64, 64)).numel()
+    monkeypatch.setattr(setup, "FEATURE_CACHE_BYTES", 2 * per_image * 36)  # 36 images in all, in bfloat16
+
+    def probe(name: str, bf16: bool) -> str:
+        config = sq.TrainConfig.finetuning(str(caffemodel), data=str(photos), out=str(tmp_path / name),
+                                           train="classifier", image_size=64, epochs=2, batch_size=8, bf16=bf16,
+                                           progress=False, workers=0)
+        train(config)
+        return capsys.readouterr().out
+
+    assert "computed every step instead" in probe("float32", bf16=False)
+    assert "features of 36 images (train, test) computed once" in probe("bf16", bf16=True)
+    head = read_safetensors(tmp_path / "bf16" / "last.safetensors").state_dict["classifier.conv10.weight"]
+    assert head.dtype == torch.float32 and not torch.equal(head, model.state_dict()["classifier.conv10.weight"][:3])
+    assert read_metrics(tmp_path / "bf16")[-1]["test_top1"] > 1 / 3  # three classes: better than chance
+
+
 def test_augmentation_is_off_for_a_probe_unless_asked_for(tmp_path, photos, caffemodel, capsys):
     assert sq.TrainConfig().augments and not sq.TrainConfig(train="classifier").augments
     assert sq.TrainConfig(train="classifier", augment=True).augments

@@ -33,7 +33,7 @@ from .config import TrainConfig
 from .distributed import Processes, all_sum, barrier, gather, share_buffers, start_processes, stop, wrap
 from .memory import keep_freed_memory
 from .run_folder import RunFolder, rng_state, seed_everything, set_rng_state
-from .setup import Setup, cache_features, resolve_run, resume_state, run_folder, set_up, train_mode
+from .setup import Setup, autocast, cache_features, resolve_run, resume_state, run_folder, set_up, train_mode
 
 
 @dataclass
@@ -262,7 +262,7 @@ def train_one_epoch(setup: Setup, network: nn.Module, position: Position, stall:
                 images, labels = next(loader)
                 images, labels = _to_device(images, labels, setup)
                 sync = m == setup.accumulation - 1 or processes.world == 1
-                with (contextlib.nullcontext() if sync else network.no_sync()), _autocast(config, processes.device):
+                with (contextlib.nullcontext() if sync else network.no_sync()), autocast(config, processes.device):
                     logits = network(images).float()
                     loss = F.cross_entropy(logits, labels, reduction="sum", label_smoothing=config.label_smoothing)
                 (loss / setup.per_process).backward()
@@ -356,7 +356,7 @@ def evaluate(setup: Setup) -> dict[str, float]:
     tally = Tally(setup.model.spec.num_classes, processes.device)
     model = setup.scorer
     model.eval()
-    with torch.inference_mode(), _autocast(config, processes.device):
+    with torch.inference_mode(), autocast(config, processes.device):
         for images, labels in batches(data.test, keys, setup.workers):
             if len(labels):
                 images, labels = _to_device(images, labels, setup)
@@ -383,10 +383,6 @@ def test_logits(model: nn.Module, images: torch.Tensor, config: TrainConfig) -> 
         moved = (padded[..., :height, :width], padded[..., 2 * shift:, 2 * shift:])
         logits = logits / 2 + sum(unmoved(view.contiguous(memory_format=layout)) for view in moved) / 4
     return logits
-
-
-def _autocast(config: TrainConfig, device: torch.device) -> contextlib.AbstractContextManager:
-    return torch.autocast(device.type, dtype=torch.bfloat16) if config.bf16 else contextlib.nullcontext()
 
 
 def _to_device(images: torch.Tensor, labels: torch.Tensor, setup: Setup) -> tuple[torch.Tensor, torch.Tensor]:

@@ -4,6 +4,7 @@ data here, before the first step."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import os
@@ -207,14 +208,21 @@ class Head(nn.Module):
         return self.model.forward_head(features)
 
 
-FEATURE_CACHE_BYTES = 4 << 30  # the most memory the cached features of a linear probe may take (float32)
+FEATURE_CACHE_BYTES = 4 << 30  # the most memory the cached features of a linear probe may take
+
+
+def autocast(config: TrainConfig, device: torch.device) -> contextlib.AbstractContextManager:
+    """``--bf16``: the forward passes run in bfloat16 where the device has it (CPU and CUDA)."""
+    return torch.autocast(device.type, dtype=torch.bfloat16) if config.bf16 else contextlib.nullcontext()
 
 
 def cache_features(setup: Setup) -> Setup:
     """A linear probe (``--train classifier``) without augmentation sees the same backbone features of an image
     every epoch: compute them once and train conv10 on them, so an epoch costs the head alone. The test split's
     are cached too unless test-time views (flip, shift) need the images. Run after a resume has restored the
-    weights; every process computes all of them (the frozen backbone is the same in each)."""
+    weights; every process computes all of them (the frozen backbone is the same in each). With ``--bf16`` they
+    are computed and kept in bfloat16, which the head would cast them to anyway: half the memory, so all of
+    CIFAR-10 at 128 px (2.4 GiB) fits."""
     config, data, model = setup.config, setup.data, setup.model
     if config.train != "classifier" or config.augments:
         return setup
@@ -225,7 +233,8 @@ def cache_features(setup: Setup) -> Setup:
     with torch.inference_mode():
         probe = torch.zeros(1, model.spec.in_channels, data.image_size, data.image_size, device=device)
         shape = model.forward_features(probe).shape
-    per_image = math.prod(shape) * 4  # float32
+    dtype = torch.bfloat16 if config.bf16 else torch.float32
+    per_image = math.prod(shape) * dtype.itemsize
     if per_image * len(data.train) > FEATURE_CACHE_BYTES:
         if setup.processes.main:
             print(f"the backbone's features of {len(data.train):,} images would take "
@@ -237,7 +246,9 @@ def cache_features(setup: Setup) -> Setup:
     for name, split in splits.items():
         keys = [[(i, 0) for i in range(s, min(s + setup.micro, len(split)))] for s in range(0, len(split), setup.micro)]
         show = config.progress and setup.processes.main
-        cached[name] = _features(model, data, split, keys, device, setup.workers, f"{name} features" if show else None)
+        with autocast(config, device):
+            cached[name] = _features(model, data, split, keys, device, setup.workers, dtype,
+                                     f"{name} features" if show else None)
     if setup.processes.main:
         count = sum(len(split) for split in cached.values())
         size = sum(split.images.numel() * split.images.element_size() for split in cached.values())
@@ -252,7 +263,7 @@ def cache_features(setup: Setup) -> Setup:
 
 
 def _features(model: SqueezeNet, data: Datasets, split: CachedImages | ImageFiles, keys: list[list[Key]],
-              device: torch.device, workers: int, progress: str | None = None) -> CachedImages:
+              device: torch.device, workers: int, dtype: torch.dtype, progress: str | None = None) -> CachedImages:
     """The backbone's features of ``split``'s images (all ``keys``), as a dataset of their own on the CPU."""
     parts, labels = [], []
     was_training = model.training
@@ -261,7 +272,7 @@ def _features(model: SqueezeNet, data: Datasets, split: CachedImages | ImageFile
         for images, batch_labels in tqdm(batches(split, keys, workers), total=len(keys), unit="batch", leave=False,
                                          desc=progress, disable=progress is None or not sys.stderr.isatty()):
             if len(batch_labels):  # a file that failed to decode is left out, as in training
-                parts.append(model.forward_features(data.normalize(images.to(device))).float().cpu())
+                parts.append(model.forward_features(data.normalize(images.to(device))).to(dtype).cpu())
                 labels.append(batch_labels)
     model.train(was_training)
     return CachedImages(torch.cat(parts), torch.cat(labels), augment=False)
