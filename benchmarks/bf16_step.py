@@ -61,7 +61,7 @@ def main() -> None:
     formats = args.formats.split(",")
     if unknown := [name for name in formats if name not in FORMATS]:
         parser.error(f"--formats: unknown {', '.join(unknown)}; choose from {', '.join(FORMATS)}")
-    frozen_names, model = list(filter(None, args.freeze.split(","))), sq.build("1_1", num_classes=10)
+    frozen_names, model = [name for name in args.freeze.split(",") if name], sq.build("1_1", num_classes=10)
     for layer in frozen_names:  # refused before any timing, as `squeezenet train --freeze` refuses a bad name
         try:
             frozen_layers(model, sq.TrainConfig(freeze=layer))

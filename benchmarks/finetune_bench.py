@@ -168,10 +168,15 @@ def _probe(args: argparse.Namespace, name: str, size: int, epochs: int, lr: floa
     """A short run on 2,048 training images at ``size``: it times the steps and scoring (with ``flags``, which may
     change both, e.g. --freeze or --test-shift), and decodes the archive at that size into the cache once, before
     the timed runs."""
-    return train(CIFAR10, args.out / name, "--weights", str(CAFFEMODEL_V11), "--image-size", str(size), "--cache",
-                 "on", "--batch-size", str(args.batch_size), *(["--lr", str(lr)] if lr else []),
-                 *(["--bf16"] if args.bf16 else []), *flags, "--epochs", str(epochs), "--subset", "2048",
-                 "--eval-every", "1000", processes=args.processes)
+    return train(CIFAR10, args.out / name, "--weights", str(CAFFEMODEL_V11), *_run_flags(args, size, lr), *flags,
+                 "--epochs", str(epochs), "--subset", "2048", "--eval-every", "1000", processes=args.processes)
+
+
+def _run_flags(args: argparse.Namespace, size: int | str, lr: float | str | None) -> list[str]:
+    """What every CIFAR-10 run of the (b) modes shares: its size, images decoded once into the cache, the batch,
+    the peak lr (None: the recipe's) and bfloat16."""
+    return ["--image-size", str(size), "--cache", "on", "--batch-size", str(args.batch_size),
+            *(["--lr", str(lr)] if lr else []), *(["--bf16"] if args.bf16 else [])]
 
 
 def full(args: argparse.Namespace) -> None:
@@ -183,8 +188,7 @@ def full(args: argparse.Namespace) -> None:
     scorings. The probe's time is not counted in the budget."""
     rows = {}
     for size in (int(text) for text in args.sizes.split(",")):
-        common = ["--image-size", str(size), "--cache", "on",
-                  "--batch-size", str(args.batch_size), "--lr", str(args.lr), *(["--bf16"] if args.bf16 else [])]
+        common = _run_flags(args, size, args.lr)
         probe = _probe(args, f"full-{size}-probe", size, epochs=2, lr=args.lr, flags=tuple(args.finetune_flags.split()))
         if "failed" in probe:
             rows[size] = probe
@@ -229,11 +233,10 @@ def progressive(args: argparse.Namespace) -> None:
     weights, spent, rows = CAFFEMODEL_V11, 0.0, []
     for number, (size, epochs, *lr) in enumerate(plan, start=1):
         out = args.out / f"stages-{number}-{size}px"
-        row = train(CIFAR10, out, "--weights", str(weights), "--image-size", size, "--cache", "on",
-                    "--batch-size", str(args.batch_size), "--lr", lr[0] if lr else str(args.lr),
+        row = train(CIFAR10, out, "--weights", str(weights), *_run_flags(args, size, lr[0] if lr else args.lr),
                     "--epochs", epochs, "--warmup-epochs", "0.3" if number == 1 else "0.1", "--test-flip",
                     "--eval-every", epochs, "--time-limit", str(round(args.budget_minutes * 60 - spent)),
-                    *(["--bf16"] if args.bf16 else []), processes=args.processes)
+                    processes=args.processes)
         rows.append({"size": int(size), **row})
         if "failed" in row:
             break
@@ -248,9 +251,8 @@ def speed(args: argparse.Namespace) -> None:
     data, rows = folder(args.cache, args.per_class, args.test_per_class), []
     for text in args.speeds.split(","):
         size, frozen = text.split(":")
-        run = train(data, args.out / f"speed-{size}-{frozen}", "--weights", str(CAFFEMODEL_V11), "--image-size",
-                    size, "--cache", "on", "--batch-size", str(args.batch_size), "--lr", str(args.lr),
-                    *(["--bf16"] if args.bf16 else []), *(["--freeze", frozen] if frozen != "none" else []),
+        run = train(data, args.out / f"speed-{size}-{frozen}", "--weights", str(CAFFEMODEL_V11),
+                    *_run_flags(args, size, args.lr), *(["--freeze", frozen] if frozen != "none" else []),
                     "--epochs", "2", "--eval-every", "1000", processes=args.processes)
         row = {"size": int(size), "frozen": frozen, **run}  # images_per_s: the last (second) epoch's
         if "failed" not in run:
